@@ -1,9 +1,24 @@
-"""One exception type for problems a user can fix (bad path, wrong shape, unknown name).
+"""Exceptions whose message is meant for the user: one line naming the problem and the fix.
 
-Library code raises :class:`UserInputError` with a one-line message that names the problem and
-the fix; the CLI turns it into a clean error exit without a traceback.
+The CLI turns any :class:`PyroDVAEError` into a clean error exit without a traceback.
 """
 
 
-class UserInputError(ValueError):
-    """Invalid input from the user: the message says what is wrong and how to fix it."""
+class PyroDVAEError(Exception):
+    """Base class of the package's user-facing errors."""
+
+    exit_code = 1
+
+
+class UserInputError(PyroDVAEError, ValueError):
+    """Invalid input from the user: a bad path, shape, type, name or value."""
+
+
+class TrainingDiverged(PyroDVAEError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class TrainingInterrupted(PyroDVAEError):
+    """Ctrl-C during training; a checkpoint was saved so the run can be resumed."""
+
+    exit_code = 130

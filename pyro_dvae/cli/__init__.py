@@ -5,17 +5,19 @@ from __future__ import annotations
 import click
 
 from .. import __version__
-from ..errors import UserInputError
+from ..errors import PyroDVAEError
 
 
 class _Group(click.Group):
-    """Turns the library's UserInputError into a one-line error and exit code 1 (no traceback)."""
+    """Turns the library's user-facing errors into a one-line message and an exit code."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except UserInputError as err:
-            raise click.ClickException(str(err)) from None
+        except PyroDVAEError as err:
+            failure = click.ClickException(str(err))
+            failure.exit_code = err.exit_code
+            raise failure from None
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -27,7 +29,9 @@ def main() -> None:
 def _register() -> None:
     # Each command lives in its own module; this is the one place that lists them.
     from .data import data_group
+    from .train import train_command
 
+    main.add_command(train_command)
     main.add_command(data_group)
 
 

@@ -16,6 +16,7 @@ from .base import FrameSets
 # Built-in sources: name -> one-line description (shown by `pyro-dvae data --help`).
 SOURCES = {
     "sprites": "LPC Sprites: 1296 identities x 178 poses, rendered on the device (64x64 RGB)",
+    "squares": "coloured squares: colour is static, position dynamic (16x16 RGB; smoke tests)",
 }
 
 
@@ -44,6 +45,10 @@ def load_frame_sets(
         from .sprites import Sprites
 
         return Sprites(split=split, image_size=image_size, device=device, **options)
+    if name == "squares":
+        from .synthetic import ColouredSquares
+
+        return ColouredSquares(split=split, image_size=image_size, device=device, **options)
     raise UserInputError(
         f"unknown data source {name!r}; use one of {', '.join(SOURCES)} or a path to your data"
     )

@@ -9,6 +9,7 @@ batch of sets; evaluation and inspection read a whole set in its stored order.
 from __future__ import annotations
 
 import abc
+import functools
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +36,11 @@ class FrameSets(abc.ABC):
     @property
     def image_size(self) -> int:
         return self._image_size or self.native_size
+
+    @functools.cached_property
+    def max_set_size(self) -> int:
+        # Cached: reading it from a device tensor at every step would synchronise with the GPU.
+        return int(self.set_sizes.max())
 
     def __len__(self) -> int:
         return int(self.set_sizes.numel())
@@ -73,7 +79,7 @@ class FrameSets(abc.ABC):
     ) -> Tensor:
         """(len(set_idx), n_frames) distinct frame indices within each chosen set."""
         sizes = self.set_sizes[set_idx]
-        width = int(self.set_sizes.max())
+        width = self.max_set_size
         keys = torch.rand(len(set_idx), width, generator=generator, device=self.device)
         keys = keys.masked_fill(
             torch.arange(width, device=self.device) >= sizes[:, None], float("inf")

@@ -1,0 +1,62 @@
+"""Checkpoints: config, weights, optimiser and RNG state, and step, in one file.
+
+Written atomically (a temporary file in the same folder, then ``os.replace``) so that an
+interruption never leaves a half-written checkpoint. Read with ``torch.load(weights_only=True)``,
+which unpickles only tensors and plain containers: a crafted file cannot execute code.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import UserInputError
+
+FORMAT = "pyro-dvae-checkpoint"
+VERSION = 1
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
+    """Atomically write ``payload`` (tensors, numbers, strings, lists, dicts) to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save({"format": FORMAT, "version": VERSION, **payload}, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint`; never executes code from the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserInputError(f"checkpoint {path} not found; pass a run directory made by `pyro-dvae train`")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserInputError(
+            f"{path} is not a safe pyro-dvae checkpoint ({first_line[:120]}); "
+            "use a checkpoint written by `pyro-dvae train`"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise UserInputError(
+            f"{path} is not a pyro-dvae checkpoint; use a checkpoint written by `pyro-dvae train`"
+        )
+    if payload.get("version", 0) > VERSION:
+        raise UserInputError(
+            f"{path} was written by a newer pyro-dvae (format {payload['version']}); upgrade pyro-dvae"
+        )
+    return payload

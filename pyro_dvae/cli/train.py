@@ -1,0 +1,105 @@
+"""`pyro-dvae train`: build a config from preset, file and flags; train or resume; report."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import click
+
+from ..config import ELBOS, LIKELIHOODS, PRESETS, RunConfig, preset, read_config_file
+from ..errors import UserInputError
+from ..runs import resolve_device
+
+
+def parse_options(pairs: tuple[str, ...]) -> dict:
+    """KEY=VALUE pairs -> dict; values parsed as JSON when they are JSON (numbers, true), else text."""
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UserInputError(f"data option {pair!r} is not KEY=VALUE; e.g. --data-option digits=1")
+        try:
+            options[key] = json.loads(value)
+        except ValueError:
+            options[key] = value
+    return options
+
+
+def build_config(preset_name: str, data: str | None, config_file: Path | None, device: str,
+                 overrides: dict, data_options: dict) -> RunConfig:
+    """Preset, then the config file, then flags (each later one wins)."""
+    from_file = read_config_file(config_file) if config_file is not None else {}
+    source = data or from_file.get("data", {}).get("source") or "sprites"
+    if preset_name == "auto":
+        preset_name = "paper" if resolve_device(device).type == "cuda" else "cpu"
+    merged = preset(preset_name, source).to_dict()
+    for section, values in from_file.items():
+        if not isinstance(values, dict) or section not in merged:
+            raise UserInputError(f"config file {config_file}: unknown section [{section}]; use model, train, data")
+        merged[section].update(values)
+    config = RunConfig.from_dict(merged)
+    config = config.override("data", source=source,
+                             options={**config.data.options, **data_options} or None)
+    model_keys = ("f_dim", "z_dim", "frames", "image_size", "likelihood", "z_prior")
+    config = config.override("model", **{k: overrides.get(k) for k in model_keys})
+    train_keys = ("steps", "batch_size", "lr", "seed", "elbo", "kl_warmup")
+    config = config.override("train", device=device, **{k: overrides.get(k) for k in train_keys})
+    return config.validate()
+
+
+@click.command("train")
+@click.option("--data", "data",
+              help="Data source: sprites (default), moving-mnist, squares, ... or a path to your data.")
+@click.option("--preset", "preset_name", type=click.Choice(("auto", *PRESETS)), default="auto",
+              show_default=True, help="Architecture and schedule; auto = paper on CUDA, cpu otherwise.")
+@click.option("--steps", type=click.IntRange(min=1), help="Total SVI steps of the run (also when resuming).")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Sets per step.")
+@click.option("--frames", type=click.IntRange(min=2), help="N: frames drawn per set and compared pairwise.")
+@click.option("--f-dim", type=click.IntRange(min=1), help="Dimension of the static code f.")
+@click.option("--z-dim", type=click.IntRange(min=1), help="Dimension of the dynamic code z.")
+@click.option("--image-size", type=click.Choice(["16", "32", "64", "128"]), help="Side of the frames the model sees.")
+@click.option("--likelihood", type=click.Choice(LIKELIHOODS), help="Pixel likelihood p(x|f,z).")
+@click.option("--z-prior", help="Registered p(z|f) prior (conditional-gaussian, standard-normal, ...).")
+@click.option("--elbo", type=click.Choice(ELBOS), help="trace: Monte Carlo KLs; meanfield: analytic KLs.")
+@click.option("--kl-warmup", type=click.IntRange(min=0), help="Steps over which the KL weight rises to 1.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Adam learning rate.")
+@click.option("--seed", type=int, help="Random seed (weights, batches).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--out", type=click.Path(path_type=Path), help="Run directory (default runs/DATA-TIME).")
+@click.option("--resume", type=click.Path(path_type=Path), help="Continue the run in this directory to --steps.")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="TOML config ([model], [train], [data]); flags override it.")
+@click.option("--data-option", "data_options", multiple=True, metavar="KEY=VALUE",
+              help="Source option, e.g. digits=1 or limit_identities=50 (repeatable).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train_command(data, preset_name, device, out, resume, config_file, data_options, quiet, **flags):
+    """Train a model by SVI and write a run directory (config, metrics, checkpoint, figures)."""
+    from ..train import resume as resume_run
+    from ..train import train
+
+    if flags["image_size"] is not None:
+        flags["image_size"] = int(flags["image_size"])
+    if resume is not None:
+        changed = [k for k, v in flags.items() if v is not None and k != "steps"]
+        if changed or config_file or data_options or out:
+            raise UserInputError("when resuming only --steps and --device may be given; "
+                                 "the run's own config is used")
+        click.echo(f"resuming {resume} on {resolve_device(device)}")
+        run = resume_run(resume, steps=flags["steps"], device=device, progress=not quiet)
+    else:
+        config = build_config(preset_name, data, config_file, device, flags, parse_options(data_options))
+        out = out or Path("runs") / f"{Path(str(config.data.source)).name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        click.echo(f"device: {resolve_device(device)}  preset: {_preset_label(preset_name, device)}  "
+                   f"data: {config.data.source}  steps: {config.train.steps}  out: {out}")
+        run = train(config, out, progress=not quiet)
+    last = [m for m in run.metrics() if m["split"] == "test"]
+    elbo = f"  held-out ELBO/frame {last[-1]['elbo_per_frame']:.2f}" if last else ""
+    click.echo(f"done: step {run.step}{elbo}; figures in {run.figures_dir}")
+
+
+def _preset_label(name: str, device: str) -> str:
+    if name != "auto":
+        return name
+    return "paper (auto: CUDA)" if resolve_device(device).type == "cuda" else "cpu (auto: no CUDA)"

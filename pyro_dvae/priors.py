@@ -1,0 +1,122 @@
+"""Priors p(z | f) and p(f): the extension point of the model.
+
+A prior is a small ``nn.Module`` registered under a name; the model looks it up by the name in
+``ModelConfig`` (``z_prior`` / ``f_prior``), so a new prior needs no change to the guide, the
+trainer or the CLI, and checkpoints that name it load wherever it is registered.
+
+Interfaces
+----------
+z prior : ``forward(f) -> Distribution`` over z with ``event_dim == 1``, event shape ``(z_dim,)``
+    and batch shape ``f.shape[:-1]`` (the model broadcasts it over the frames of a set).
+f prior : ``forward(batch_shape) -> Distribution`` over f with event shape ``(f_dim,)`` and the
+    given batch shape.
+
+Example
+-------
+>>> @register_z_prior("my-prior")
+... class MyPrior(nn.Module):
+...     def __init__(self, cfg):
+...         super().__init__()
+...         self.net = nn.Linear(cfg.f_dim, 2 * cfg.z_dim)
+...     def forward(self, f):
+...         loc, scale = gaussian_params(self.net(f))
+...         return dist.Normal(loc, scale).to_event(1)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pyro.distributions as dist
+import torch
+from torch import nn
+
+from .config import ModelConfig
+from .errors import UserInputError
+from .nets import gaussian_params, mlp
+
+PriorFactory = Callable[[ModelConfig], nn.Module]
+_Z_PRIORS: dict[str, PriorFactory] = {}
+_F_PRIORS: dict[str, PriorFactory] = {}
+
+
+def _register(table: dict[str, PriorFactory], name: str):
+    def decorate(factory: PriorFactory) -> PriorFactory:
+        table[name] = factory
+        return factory
+
+    return decorate
+
+
+def register_z_prior(name: str):
+    """Decorator registering a p(z | f) factory ``cfg -> nn.Module`` under ``name``."""
+    return _register(_Z_PRIORS, name)
+
+
+def register_f_prior(name: str):
+    """Decorator registering a p(f) factory ``cfg -> nn.Module`` under ``name``."""
+    return _register(_F_PRIORS, name)
+
+
+def _make(table: dict[str, PriorFactory], kind: str, name: str, cfg: ModelConfig) -> nn.Module:
+    if name not in table:
+        raise UserInputError(
+            f"unknown {kind} prior {name!r}; registered: {', '.join(sorted(table))}"
+            f" (register yours with pyro_dvae.priors.register_{kind}_prior before loading)"
+        )
+    return table[name](cfg)
+
+
+def make_z_prior(cfg: ModelConfig) -> nn.Module:
+    return _make(_Z_PRIORS, "z", cfg.z_prior, cfg)
+
+
+def make_f_prior(cfg: ModelConfig) -> nn.Module:
+    return _make(_F_PRIORS, "f", cfg.f_prior, cfg)
+
+
+def z_prior_names() -> list[str]:
+    return sorted(_Z_PRIORS)
+
+
+def f_prior_names() -> list[str]:
+    return sorted(_F_PRIORS)
+
+
+@register_z_prior("conditional-gaussian")
+class ConditionalGaussianPrior(nn.Module):
+    """The paper's p(z | f) = N(h_mu(f), diag h_sigma2(f)): dynamics that depend on identity."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.net = mlp([cfg.f_dim, cfg.hidden, cfg.hidden, 2 * cfg.z_dim])
+
+    def forward(self, f: torch.Tensor) -> dist.Distribution:
+        loc, scale = gaussian_params(self.net(f))
+        return dist.Normal(loc, scale).to_event(1)
+
+
+@register_z_prior("standard-normal")
+class StandardNormalZPrior(nn.Module):
+    """p(z | f) = N(0, I): dynamics independent of identity (an ablation of the paper's prior)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.register_buffer("loc", torch.zeros(cfg.z_dim), persistent=False)
+
+    def forward(self, f: torch.Tensor) -> dist.Distribution:
+        loc = self.loc.expand(*f.shape[:-1], -1)
+        return dist.Normal(loc, torch.ones_like(loc)).to_event(1)
+
+
+@register_f_prior("standard-normal")
+class StandardNormalFPrior(nn.Module):
+    """The paper's p(f) = N(0, I)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.register_buffer("loc", torch.zeros(cfg.f_dim), persistent=False)
+
+    def forward(self, batch_shape: torch.Size | tuple[int, ...]) -> dist.Distribution:
+        loc = self.loc.expand(*batch_shape, -1)
+        return dist.Normal(loc, torch.ones_like(loc)).to_event(1)

@@ -1,0 +1,103 @@
+"""A run directory and the trained model in it.
+
+Layout (written by :func:`pyro_dvae.train.train`)::
+
+    RUN/config.toml      resolved configuration (usable again with --config)
+    RUN/metrics.jsonl    one JSON object per log line: step, split, elbo_per_frame, ...
+    RUN/checkpoint.pt    latest good checkpoint (config, weights, optimiser, RNG, step)
+    RUN/figures/*.png    reconstructions, prior samples, latent manifold, training curves
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .checkpoint import load_checkpoint
+from .config import RunConfig
+from .data import FrameSets, load_frame_sets
+from .errors import UserInputError
+from .model import DVAE
+
+CONFIG_FILE = "config.toml"
+METRICS_FILE = "metrics.jsonl"
+CHECKPOINT_FILE = "checkpoint.pt"
+FIGURES_DIR = "figures"
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` means CUDA when present, else CPU; an unavailable CUDA request is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserInputError(f"unknown device {name!r}; use auto, cpu or cuda") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserInputError("--device cuda requested but no CUDA GPU is available; use --device cpu")
+    return device
+
+
+def read_metrics(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@dataclass
+class Run:
+    """A trained model with its configuration, step and run directory."""
+
+    path: Path
+    config: RunConfig
+    model: DVAE
+    step: int
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "cpu") -> Run:
+        """Load the latest checkpoint of a run directory (or a checkpoint file) onto ``device``."""
+        path = Path(path)
+        if not path.exists():
+            raise UserInputError(f"run directory {path} does not exist; pass the --out folder of `pyro-dvae train`")
+        ckpt_path = path / CHECKPOINT_FILE if path.is_dir() else path
+        if path.is_dir() and not ckpt_path.is_file():
+            raise UserInputError(
+                f"{path} is not a run directory (no {CHECKPOINT_FILE}); pass the --out folder of `pyro-dvae train`"
+            )
+        torch_device = resolve_device(device)
+        payload = load_checkpoint(ckpt_path, map_location=torch_device)
+        config = RunConfig.from_dict(payload["config"])
+        model = DVAE(config.model).to(torch_device)
+        try:
+            model.load_state_dict(payload["model"])
+        except RuntimeError:
+            raise UserInputError(
+                f"{ckpt_path} weights do not match its own config; the file is damaged or edited"
+            ) from None
+        model.eval()
+        return cls(ckpt_path.parent, config, model, int(payload["step"]))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def figures_dir(self) -> Path:
+        return self.path / FIGURES_DIR
+
+    def data(self, split: str = "test", source: str | None = None, **options) -> FrameSets:
+        """The run's data source (or another one) at the model's image size, on its device."""
+        merged = {**self.config.data.options, **options} if source is None else options
+        return load_frame_sets(source or self.config.data.source, split,
+                               image_size=self.config.model.image_size, device=self.device, **merged)
+
+    def metrics(self) -> list[dict]:
+        return read_metrics(self.path / METRICS_FILE)
+
+
+def load_run(path: str | Path, device: str = "cpu") -> Run:
+    """Load a trained run from its directory (see :class:`Run`)."""
+    return Run.load(path, device)

@@ -1,0 +1,230 @@
+"""Stochastic variational inference for the DVAE: the training loop and its bookkeeping.
+
+The loop keeps everything on the training device: batches are rendered there, the ELBO is
+estimated from Pyro traces without reading the loss back (:mod:`pyro_dvae.elbo`), and the first
+non-finite step is recorded on the device too. The host reads the loss only every ``log_every``
+steps. Parameters are optimised with ``torch.optim.Adam`` directly rather than through Pyro's
+global parameter store, so that two models can live in one process (tests, notebooks) and the
+optimiser state checkpoints exactly (resume == uninterrupted run).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pyro
+import torch
+from tqdm.auto import tqdm
+
+from . import plotting, posterior
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import RunConfig, to_toml
+from .data import FrameSets, load_frame_sets
+from .elbo import elbo_loss
+from .errors import TrainingDiverged, TrainingInterrupted, UserInputError
+from .model import DVAE
+from .runs import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    FIGURES_DIR,
+    METRICS_FILE,
+    Run,
+    read_metrics,
+    resolve_device,
+)
+
+
+def train(config: RunConfig, out: str | Path, *, progress: bool = True) -> Run:
+    """Train a new model with ``config``; writes the run directory ``out`` and returns the run."""
+    out = Path(out)
+    if (out / CHECKPOINT_FILE).exists():
+        raise UserInputError(f"{out} already holds a run; continue it with --resume {out} or pick another --out")
+    if out.exists() and not out.is_dir():
+        raise UserInputError(f"--out {out} is a file; pass a directory path")
+    return _Trainer(config.validate(), out, progress).run()
+
+
+def resume(run_dir: str | Path, steps: int | None = None, device: str | None = None, *,
+           progress: bool = True) -> Run:
+    """Continue a run from its checkpoint up to ``steps`` total steps (default: its config's)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CHECKPOINT_FILE).is_file():
+        raise UserInputError(f"{run_dir} is not a run directory (no {CHECKPOINT_FILE}); pass the --out folder of a run")
+    payload = load_checkpoint(run_dir / CHECKPOINT_FILE)
+    config = RunConfig.from_dict(payload["config"])
+    config = config.override("train", steps=steps, device=device).validate()
+    if config.train.steps <= payload["step"]:
+        raise UserInputError(
+            f"{run_dir} is already at step {payload['step']}; pass --steps larger than that"
+        )
+    return _Trainer(config, run_dir, progress).run(payload)
+
+
+class _Trainer:
+    def __init__(self, config: RunConfig, out: Path, progress: bool):
+        self.out, self.progress = out, progress
+        self.device = resolve_device(config.train.device)
+        self.train_data = self._open(config, "train")
+        self.test_data = self._open(config, "test")
+        self.train_data.check_frames_per_set(config.model.frames)
+        self.test_data.check_frames_per_set(config.model.frames)
+        # The data decide the channel count; the resolved config records it.
+        self.config = config.override("model", channels=self.train_data.channels)
+        self.cfg = self.config.train
+
+    def _open(self, config: RunConfig, split: str) -> FrameSets:
+        return load_frame_sets(config.data.source, split, image_size=config.model.image_size,
+                               device=self.device, **config.data.options)
+
+    # -- setup -------------------------------------------------------------------------------
+    def _build(self, payload: dict | None) -> int:
+        torch.manual_seed(self.cfg.seed)
+        self.model = DVAE(self.config.model).to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr)
+        self.batch_rng = torch.Generator(self.device).manual_seed(self.cfg.seed + 1)
+        eval_rng = torch.Generator(self.device).manual_seed(self.cfg.seed + 2)
+        # A fixed held-out sample, so held-out ELBOs at different steps are comparable.
+        self.eval_batches = [
+            self.test_data.sample(self.cfg.batch_size, self.config.model.frames, eval_rng)
+            for _ in range(self.cfg.eval_batches)
+        ]
+        if payload is None:
+            return 0
+        self.model.load_state_dict(payload["model"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        torch.set_rng_state(payload["rng"]["torch"].cpu())
+        if self.device.type == "cuda" and "cuda" in payload["rng"]:
+            torch.cuda.set_rng_state(payload["rng"]["cuda"].cpu(), self.device)
+        self.batch_rng.set_state(payload["rng"]["batches"].cpu())
+        return int(payload["step"])
+
+    def _start_files(self, step: int) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / CONFIG_FILE).write_text(to_toml(self.config))
+        # Drop metrics logged after the checkpoint we resume from: those steps will be redone.
+        kept = [m for m in read_metrics(self.out / METRICS_FILE) if m["step"] <= step]
+        (self.out / METRICS_FILE).write_text("".join(json.dumps(m) + "\n" for m in kept))
+
+    # -- the loop ----------------------------------------------------------------------------
+    def run(self, payload: dict | None = None) -> Run:
+        step = self._build(payload)
+        self._start_files(step)
+        total, frames = self.cfg.steps, self.config.model.frames
+        frames_per_batch = self.cfg.batch_size * frames
+        loss_sum = torch.zeros((), device=self.device)
+        first_bad = torch.full((), -1, dtype=torch.long, device=self.device)
+        bar = tqdm(total=total, initial=step, disable=not self.progress, unit="step",
+                   dynamic_ncols=True, desc="train")
+        tick, tick_step = time.perf_counter(), step
+        self.model.train()
+        try:
+            with pyro.validation_enabled(False):  # validation reads tensors back to the host
+                while step < total:
+                    x = self.train_data.sample(self.cfg.batch_size, frames, self.batch_rng)
+                    loss = elbo_loss(self.model.model, self.model.guide, x,
+                                     analytic_kl=self.cfg.elbo == "meanfield",
+                                     kl_scale=self._kl_scale(step + 1))
+                    self.optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    self.optimizer.step()
+                    step += 1  # counted once its update is applied: an interrupt saves whole steps
+                    loss = loss.detach()
+                    loss_sum += loss
+                    first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss),
+                                            torch.tensor(step, device=self.device), first_bad)
+                    if step % self.cfg.log_every == 0 or step == total:
+                        self._check_finite(first_bad)
+                        now = time.perf_counter()
+                        rate = (step - tick_step) / (now - tick)
+                        elbo = -loss_sum.item() / ((step - tick_step) * frames_per_batch)
+                        self._log({"step": step, "split": "train", "elbo_per_frame": elbo,
+                                   "steps_per_s": rate, "kl_scale": self._kl_scale(step)})
+                        bar.set_postfix({"elbo/frame": f"{elbo:.1f}", "steps/s": f"{rate:.2f}"})
+                        bar.update(step - bar.n)
+                        loss_sum.zero_()
+                        tick, tick_step = time.perf_counter(), step
+                    if step % self.cfg.eval_every == 0 or step == total:
+                        self._log({"step": step, "split": "test", "elbo_per_frame": self.evaluate()})
+                    if step % self.cfg.checkpoint_every == 0 or step == total:
+                        self._check_finite(first_bad)
+                        self.save(step)
+        except KeyboardInterrupt:
+            bar.close()
+            self._check_finite(first_bad)
+            self.save(step)
+            raise TrainingInterrupted(
+                f"interrupted at step {step}; checkpoint saved. Continue with "
+                f"`pyro-dvae train --resume {self.out} --steps {total}`"
+            ) from None
+        bar.close()
+        self.model.eval()
+        self.figures()
+        return Run(self.out, self.config, self.model, step)
+
+    def _kl_scale(self, step: int) -> float:
+        return min(1.0, step / self.cfg.kl_warmup) if self.cfg.kl_warmup else 1.0
+
+    def _check_finite(self, first_bad: torch.Tensor) -> None:
+        bad = int(first_bad)
+        if bad >= 0:
+            raise TrainingDiverged(
+                f"loss became NaN/inf at step {bad}; the last good checkpoint in {self.out} is kept."
+                " Lower --lr or check the data for NaN"
+            )
+
+    @torch.no_grad()
+    def evaluate(self) -> float:
+        """Held-out ELBO per frame on the fixed test batches (KL at full weight)."""
+        was_training = self.model.training
+        self.model.eval()
+        # fork_rng: evaluating must not shift the training random stream (resume equality).
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            total = sum(elbo_loss(self.model.model, self.model.guide, x,
+                                  analytic_kl=self.cfg.elbo == "meanfield")
+                        for x in self.eval_batches)
+        self.model.train(was_training)
+        n_frames = sum(x.shape[0] * x.shape[1] for x in self.eval_batches)
+        return -float(total) / n_frames
+
+    def save(self, step: int) -> None:
+        rng = {"torch": torch.get_rng_state(), "batches": self.batch_rng.get_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        save_checkpoint(self.out / CHECKPOINT_FILE, {
+            "config": self.config.to_dict(), "step": step, "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "rng": rng,
+        })
+
+    def _log(self, record: dict) -> None:
+        with open(self.out / METRICS_FILE, "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+    @torch.no_grad()
+    def figures(self) -> None:
+        """Reconstructions, prior samples, latent manifold and training curves of the run."""
+        fig_dir = self.out / FIGURES_DIR
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(self.cfg.seed)
+            rng = torch.Generator(self.device).manual_seed(self.cfg.seed + 3)
+            n_show = min(8, int(self.test_data.set_sizes.min()))
+            x = self.test_data.sample(6, n_show, rng)
+            recon = posterior.reconstruct(self.model, x, rng)
+            pairs = torch.stack([x, recon], 1).flatten(0, 1)
+            plotting.save_figure(plotting.frames_grid(
+                pairs, "held-out sets: data (odd rows) and reconstruction (even rows)",
+                row_labels=[f"{kind} {i}" for i in range(6) for kind in ("data", "recon")]),
+                fig_dir / "reconstructions.png")
+            _, _, samples = posterior.sample_prior(self.model, 6, 8)
+            plotting.save_figure(plotting.frames_grid(
+                samples, "prior samples: f ~ p(f) per row, z ~ p(z|f) per column"),
+                fig_dir / "prior_samples.png")
+            f, _ = posterior.encode(self.model, x[:4], rng)
+            plotting.save_figure(plotting.manifold_figure(posterior.latent_manifold(self.model, f, 7)),
+                                 fig_dir / "latent_manifold.png")
+        plotting.save_figure(plotting.training_curves(read_metrics(self.out / METRICS_FILE)),
+                             fig_dir / "training_curves.png")
+
+
+__all__ = ["train", "resume"]
