@@ -1,0 +1,94 @@
+"""`pyro-dvae train` through the real Click entry point, on tiny configs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from pyro_dvae import __version__
+from pyro_dvae.cli import main
+from pyro_dvae.runs import load_run
+
+TINY = ["--data", "squares", "--preset", "tiny", "--quiet", "--data-option", "num_sets=32"]
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+def test_version_and_help():
+    assert __version__ in invoke("--version").output
+    help_text = invoke("train", "--help").output
+    for flag in ("--data", "--preset", "--steps", "--batch-size", "--frames", "--f-dim", "--z-dim",
+                 "--lr", "--seed", "--device", "--out", "--resume", "--config"):
+        assert flag in help_text
+
+
+def test_train_resume_and_flags_reach_the_config(tmp_path):
+    out = tmp_path / "run"
+    result = invoke("train", *TINY, "--steps", "6", "--f-dim", "5", "--z-dim", "3", "--frames", "4",
+                    "--batch-size", "4", "--lr", "0.002", "--seed", "3", "--device", "cpu",
+                    "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert "device: cpu" in result.output and "preset: tiny" in result.output
+    run = load_run(out)
+    m, t = run.config.model, run.config.train
+    assert (m.f_dim, m.z_dim, m.frames, t.batch_size, t.lr, t.seed, run.step) == (5, 3, 4, 4, 0.002, 3, 6)
+    result = invoke("train", "--resume", str(out), "--steps", "9", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert load_run(out).step == 9
+    assert json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 9
+
+
+def test_config_file_then_flags(tmp_path):
+    cfg = tmp_path / "my.toml"
+    cfg.write_text('[model]\nf_dim = 7\nz_dim = 4\n[train]\nsteps = 3\n[data]\nsource = "squares"\n'
+                   '[data.options]\nnum_sets = 16\n')
+    out = tmp_path / "run"
+    result = invoke("train", "--preset", "tiny", "--config", str(cfg), "--z-dim", "2", "--out", str(out), "--quiet")
+    assert result.exit_code == 0, result.output
+    run = load_run(out)
+    assert (run.config.model.f_dim, run.config.model.z_dim, run.step) == (7, 2, 3)
+    # The run's own config.toml is a valid --config file.
+    again = invoke("train", "--preset", "tiny", "--config", str(out / "config.toml"),
+                   "--out", str(tmp_path / "again"), "--quiet")
+    assert again.exit_code == 0, again.output
+    assert load_run(tmp_path / "again").config == run.config
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--data", "nope"], "unknown data source 'nope'"),
+    (["--frames", "1"], "Invalid value for '--frames'"),
+    (["--lr", "-1"], "Invalid value for '--lr'"),
+    (["--preset", "huge"], "Invalid value for '--preset'"),
+    (["--device", "cuda:7"], "no CUDA GPU"),
+    (["--data-option", "oops"], "not KEY=VALUE"),
+])
+def test_bad_flags_give_one_line_errors(args, message, tmp_path):
+    out = tmp_path / "run"
+    result = invoke("train", *TINY, *args, "--out", str(out)) if "--data" not in args else \
+        invoke("train", "--preset", "tiny", *args, "--out", str(out))
+    assert result.exit_code != 0
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert not out.exists()  # nothing half-written
+
+
+def test_bad_paths_give_one_line_errors(tmp_path):
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    result = invoke("train", *TINY, "--out", str(a_file))
+    assert result.exit_code == 1 and "is a file" in result.output
+    result = invoke("train", "--resume", str(tmp_path / "missing"))
+    assert result.exit_code == 1 and "not a run directory" in result.output
+    bad = tmp_path / "bad.toml"
+    bad.write_text("model = [")
+    result = invoke("train", "--config", str(bad))
+    assert result.exit_code == 1 and "not valid" in result.output
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text("[model]\nwidth = 3\n")
+    result = invoke("train", "--config", str(unknown))
+    assert result.exit_code == 1 and "unknown key(s) ['width'] in [model]" in result.output
+    assert "Traceback" not in result.output
