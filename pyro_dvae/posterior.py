@@ -14,27 +14,46 @@ from torch import Tensor
 from .model import DVAE
 
 
+def random_subsets(x: Tensor, n: int, n_subsets: int,
+                   generator: torch.Generator | None = None) -> Tensor:
+    """``n_subsets`` random n-frame subsets of each set of x (B, T, ...): (K, B, n, ...)."""
+    if x.shape[1] < n:
+        raise ValueError(f"sets have {x.shape[1]} frames; the model compares N={n}")
+    idx = torch.rand(n_subsets, *x.shape[:2], generator=generator, device=x.device).argsort(-1)[..., :n]
+    idx = idx.reshape(*idx.shape, *([1] * (x.dim() - 2))).expand(-1, -1, -1, *x.shape[2:])
+    return torch.gather(x.expand(n_subsets, *x.shape), 2, idx)
+
+
 @torch.no_grad()
 def infer_static(model: DVAE, x: Tensor, n_subsets: int = 8,
                  generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
     """Mean and scale of q(f | x_S), averaged over random N-frame subsets of each set.
 
-    Returns loc, scale of shape (B, f_dim). With T == N the single subset is used as is.
+    Returns loc, scale of shape (B, f_dim). With T == N the set itself is the one subset.
     """
-    b, t = x.shape[:2]
-    n = model.cfg.frames
-    if t < n:
-        raise ValueError(f"sets have {t} frames; the model compares N={n}")
-    if t == n:
-        n_subsets = 1
-    keys = torch.rand(n_subsets, b, t, generator=generator, device=x.device)
-    idx = keys.argsort(-1)[..., :n] if t > n else torch.arange(n, device=x.device).expand(1, b, n)
-    subsets = torch.gather(x.expand(len(idx), *x.shape), 2,
-                           idx[..., None, None, None].expand(-1, -1, -1, *x.shape[2:]))
+    if x.shape[1] == model.cfg.frames:
+        posterior = model.static_posterior(x)
+        return posterior.mean.squeeze(-2), posterior.stddev.squeeze(-2)
+    subsets = random_subsets(x, model.cfg.frames, n_subsets, generator)
     posterior = model.static_posterior(subsets.flatten(0, 1))
-    loc = posterior.mean.squeeze(-2).reshape(len(idx), b, -1)
-    scale = posterior.stddev.squeeze(-2).reshape(len(idx), b, -1)
+    loc = posterior.mean.reshape(n_subsets, x.shape[0], -1)
+    scale = posterior.stddev.reshape(n_subsets, x.shape[0], -1)
     return loc.mean(0), scale.mean(0)
+
+
+@torch.no_grad()
+def static_consistency(model: DVAE, x: Tensor, n_subsets: int = 8,
+                       generator: torch.Generator | None = None) -> float:
+    """Within-set over between-set variance of f's posterior mean (lower: f is more static).
+
+    Within: variance across random N-frame subsets of one set, averaged over sets. Between:
+    variance across sets of each set's average f. Both summed over f's dimensions.
+    """
+    subsets = random_subsets(x, model.cfg.frames, n_subsets, generator)
+    codes = model.static_posterior(subsets.flatten(0, 1)).mean.reshape(n_subsets, x.shape[0], -1)
+    within = codes.var(0).sum(-1).mean()
+    between = codes.mean(0).var(0).sum()
+    return float(within / between)
 
 
 @torch.no_grad()
