@@ -2,9 +2,90 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 
 @click.group("data")
 def data_group() -> None:
     """Export, preview and list data sources (sprites, moving-mnist, your own files)."""
+
+
+@data_group.group("export")
+def export_group() -> None:
+    """Write a built-in data set to .npy files."""
+
+
+@data_group.group("preview")
+def preview_group() -> None:
+    """Draw a labelled picture of a built-in data set."""
+
+
+@export_group.command("sprites")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Directory for sprites_{train,test}_{X,A,D,id}.npy (created if missing).",
+)
+@click.option(
+    "--split",
+    type=click.Choice(["train", "test", "both"]),
+    default="both",
+    show_default=True,
+    help="Which split(s) to write.",
+)
+@click.option(
+    "--limit-identities",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Only the first K identities of each split (9K sequences), for quick checks.",
+)
+@click.option("--device", default="cpu", show_default=True, help="Where frames are rendered (cpu, cuda).")
+def export_sprites_cmd(out_dir: Path, split: str, limit_identities: int | None, device: str):
+    """Write the standard Sprites evaluation sequences (9 per identity, 8 frames each).
+
+    Per split S: sprites_S_X.npy uint8 (n, 8, 64, 64, 3), sprites_S_A.npy int64 (n, 4) attributes
+    (skin, pants, top, hair), sprites_S_D.npy int64 (n,) action class (walk-front, walk-left,
+    walk-right, spellcast-front, ..., slash-right), sprites_S_id.npy int64 (n,) identity.
+    """
+    from ..data.sprites import export_sprites
+
+    splits = ("train", "test") if split == "both" else (split,)
+    written = export_sprites(out_dir, splits, limit_identities=limit_identities, device=device)
+    click.echo(f"wrote {len(written)} files to {out_dir}")
+
+
+@preview_group.command("sprites")
+@click.option(
+    "--out",
+    "out_file",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Image file to write, e.g. sprites.png.",
+)
+@click.option("--split", type=click.Choice(["train", "test"]), default="train", show_default=True)
+@click.option(
+    "--identities",
+    "n_identities",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Number of identities (rows).",
+)
+@click.option(
+    "--frame",
+    type=click.IntRange(0, 7),
+    default=3,
+    show_default=True,
+    help="Which of the 8 frames of each sequence to show.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for the identities.")
+def preview_sprites_cmd(out_file: Path, split: str, n_identities: int, frame: int, seed: int):
+    """Draw random identities (rows) in the 9 evaluation actions (columns)."""
+    from ..data.sprites import preview_sprites
+
+    preview_sprites(out_file, split=split, n_identities=n_identities, frame=frame, seed=seed)
+    click.echo(f"wrote {out_file}")
