@@ -17,7 +17,7 @@ import tomllib
 from .errors import UserInputError
 
 LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian")
-ELBOS = ("trace", "meanfield")
+ELBOS = ("trace", "meanfield", "jit")
 
 
 @dataclass
@@ -60,7 +60,7 @@ class TrainConfig:
     batch_size: int = 32
     lr: float = 1e-3
     seed: int = 0
-    elbo: str = "trace"  # trace: Monte Carlo KLs; meanfield: analytic KLs where available
+    elbo: str = "trace"  # trace: Monte Carlo KLs; meanfield: analytic KLs; jit: Pyro's JitTrace_ELBO
     kl_warmup: int = 0  # steps over which the KL terms are scaled up from 0 to 1 (0: none)
     log_every: int = 50
     eval_every: int = 500
@@ -76,6 +76,8 @@ class TrainConfig:
             raise UserInputError(f"lr must be positive, got {self.lr}")
         if self.elbo not in ELBOS:
             raise UserInputError(f"unknown elbo {self.elbo!r}; use one of {', '.join(ELBOS)}")
+        if self.elbo == "jit" and self.kl_warmup:
+            raise UserInputError("--elbo jit compiles a fixed KL weight; set --kl-warmup 0 or use --elbo trace")
 
 
 @dataclass

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pyro
 from pyro import poutine
+from pyro.infer import JitTrace_ELBO
 from pyro.distributions.util import scale_and_mask
 from torch import Tensor
 from torch.distributions import kl_divergence
@@ -47,3 +49,24 @@ def elbo_loss(model: Callable, guide: Callable, *args, analytic_kl: bool = False
 def _log_prob_sum(site: dict) -> Tensor:
     log_p = site["fn"].log_prob(site["value"])
     return scale_and_mask(log_p, site["scale"], site["mask"]).sum()
+
+
+def jit_elbo_loss(model) -> Callable:
+    """Pyro's JitTrace_ELBO for a DVAE: ``loss(x)``; compiled on first call (``--elbo jit``).
+
+    JitTrace_ELBO passes parameters to the compiled function through Pyro's parameter store, so
+    the networks are registered there under a name unique to this model instance. It reads the
+    loss back to the host each step like Trace_ELBO, and takes no per-step KL weight.
+    """
+    name = f"dvae-{id(model)}"
+    elbo = JitTrace_ELBO(ignore_jit_warnings=True)
+
+    def registered_model(x):
+        pyro.module(name, model)
+        return model.model(x)
+
+    def registered_guide(x):
+        pyro.module(name, model)
+        return model.guide(x)
+
+    return lambda x: elbo.differentiable_loss(registered_model, registered_guide, x)

@@ -22,7 +22,7 @@ from . import plotting, posterior
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import RunConfig, to_toml
 from .data import FrameSets, load_frame_sets
-from .elbo import elbo_loss
+from .elbo import elbo_loss, jit_elbo_loss
 from .errors import TrainingDiverged, TrainingInterrupted, UserInputError
 from .model import DVAE
 from .runs import (
@@ -83,6 +83,8 @@ class _Trainer:
         torch.manual_seed(self.cfg.seed)
         self.model = DVAE(self.config.model).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr)
+        if self.cfg.elbo == "jit":
+            self._jit_loss = jit_elbo_loss(self.model)
         self.batch_rng = torch.Generator(self.device).manual_seed(self.cfg.seed + 1)
         eval_rng = torch.Generator(self.device).manual_seed(self.cfg.seed + 2)
         # A fixed held-out sample, so held-out ELBOs at different steps are comparable.
@@ -123,9 +125,7 @@ class _Trainer:
             with pyro.validation_enabled(False):  # validation reads tensors back to the host
                 while step < total:
                     x = self.train_data.sample(self.cfg.batch_size, frames, self.batch_rng)
-                    loss = elbo_loss(self.model.model, self.model.guide, x,
-                                     analytic_kl=self.cfg.elbo == "meanfield",
-                                     kl_scale=self._kl_scale(step + 1))
+                    loss = self._loss(x, step + 1)
                     self.optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     self.optimizer.step()
@@ -162,6 +162,12 @@ class _Trainer:
         self.model.eval()
         self.figures()
         return Run(self.out, self.config, self.model, step)
+
+    def _loss(self, x: torch.Tensor, step: int) -> torch.Tensor:
+        if self.cfg.elbo == "jit":
+            return self._jit_loss(x)
+        return elbo_loss(self.model.model, self.model.guide, x,
+                         analytic_kl=self.cfg.elbo == "meanfield", kl_scale=self._kl_scale(step))
 
     def _kl_scale(self, step: int) -> float:
         return min(1.0, step / self.cfg.kl_warmup) if self.cfg.kl_warmup else 1.0

@@ -176,3 +176,11 @@ def test_run_directory_round_trip(tiny_config, tmp_path):
     assert all({"step", "split", "elbo_per_frame"} <= set(json.loads(line)) for line in lines)
     with pytest.raises(UserInputError, match="already holds a run"):
         train(tiny_config, tmp_path / "run", progress=False)
+
+
+@pytest.mark.parametrize("elbo", ["meanfield", "jit"])
+def test_every_elbo_option_trains(tiny_config, tmp_path, elbo):
+    config = tiny_config.override("train", steps=40, elbo=elbo, eval_every=20, log_every=10)
+    run = train(config, tmp_path / elbo, progress=False)
+    heldout = [m["elbo_per_frame"] for m in run.metrics() if m["split"] == "test"]
+    assert heldout[-1] > heldout[0] + 50
