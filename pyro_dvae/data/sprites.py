@@ -36,6 +36,31 @@ from torch import Tensor
 from ..errors import UserInputError
 from .base import FrameSets
 
+__all__ = [
+    "ATTRIBUTES",
+    "ATTRIBUTE_VALUES",
+    "DIRECTIONS",
+    "EVAL_ACTIONS",
+    "EVAL_CELLS",
+    "EVAL_CLASSES",
+    "EVAL_COLUMNS",
+    "EVAL_DIRECTIONS",
+    "N_CELLS",
+    "N_IDENTITIES",
+    "SPRITE_CELLS",
+    "SpriteCell",
+    "SpriteCompositor",
+    "Sprites",
+    "SpritesSequences",
+    "cell_index",
+    "decode_identity",
+    "encode_identity",
+    "export_sprites",
+    "preview_sprites",
+    "split_identities",
+    "sprites_eval_sequences",
+]
+
 # --------------------------------------------------------------------------------------------
 # Labels: attributes, sheet cells, evaluation classes, split
 # --------------------------------------------------------------------------------------------
@@ -483,7 +508,7 @@ class Sprites(FrameSets):
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(eq=False)
 class SpritesSequences:
     """Labelled evaluation sequences, rendered on demand (see :func:`sprites_eval_sequences`).
 
