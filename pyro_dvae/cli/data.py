@@ -7,9 +7,35 @@ from pathlib import Path
 import click
 
 
-@click.group("data")
+def _write_sources(formatter: click.HelpFormatter) -> None:
+    # Built from the registry, so the help never lags behind the sources that exist.
+    from ..data import PATH_SOURCES, SOURCES
+
+    with formatter.section("Built-in sources (--data NAME)"):
+        formatter.write_dl(list(SOURCES.items()))
+    with formatter.section("Your own data (--data PATH)"):
+        formatter.write_dl(list(PATH_SOURCES.items()))
+
+
+class _DataGroup(click.Group):
+    """The `data` group, whose help lists every data source."""
+
+    def format_help_text(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_help_text(ctx, formatter)
+        _write_sources(formatter)
+
+
+@click.group("data", cls=_DataGroup)
 def data_group() -> None:
     """Export, preview and list data sources (sprites, moving-mnist, your own files)."""
+
+
+@data_group.command("sources")
+def sources_command() -> None:
+    """List every data source usable as --data, with its description."""
+    formatter = click.HelpFormatter()
+    _write_sources(formatter)
+    click.echo(formatter.getvalue(), nl=False)
 
 
 @data_group.group("export")

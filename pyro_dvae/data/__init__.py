@@ -11,12 +11,41 @@ from pathlib import Path
 import torch
 
 from ..errors import UserInputError
+from ._options import open_with_options
 from .base import FrameSets
 
-# Built-in sources: name -> one-line description (shown by `pyro-dvae data --help`).
+# Built-in sources: name -> one-line description (shown by `pyro-dvae data --help` and
+# `pyro-dvae data sources`).
 SOURCES = {
     "sprites": "LPC Sprites: 1296 identities x 178 poses, rendered on the device (64x64 RGB)",
     "squares": "coloured squares: colour is static, position dynamic (16x16 RGB; smoke tests)",
+    "moving-mnist": (
+        "Moving MNIST: 2 bundled MNIST digits bouncing in 64x64 frames, 20 per sequence, "
+        "generated on the device; 10000 train / 1000 test sequences from disjoint digit images "
+        "(options: digits=1|2, num_sequences, sequence_length, seed)"
+    ),
+    "moving-mnist-1": "Moving MNIST with one digit per sequence (moving-mnist with digits=1)",
+}
+
+# Paths to the user's own data: form -> one-line description (same displays as SOURCES).
+PATH_SOURCES = {
+    "VIDEO_FOLDER/": (
+        "a folder of videos (mp4, avi, mov, webm, mkv, gif; or one video file): one set per "
+        "video, decoded once into VIDEO_FOLDER/.pyro-dvae-cache/ (options: crop=center|faces, "
+        "channels=1|3, cache_dir, test_fraction)"
+    ),
+    "IMAGE_FOLDER/": (
+        "a folder of sub-folders of images (png, jpg, ...): one unordered set per sub-folder, "
+        "cached and with the options of VIDEO_FOLDER/"
+    ),
+    "ARRAY.npy|.npz": (
+        "an array (n, T, H, W) or (n, T, H, W, C), uint8 or float in [0, 1]: n sets of T frames "
+        "(.npy memory-mapped; option test_fraction)"
+    ),
+    "mnist_test_seq.npy": (
+        "the public Moving MNIST file, recognised by this name: (20, n, 64, 64) uint8, "
+        "memory-mapped"
+    ),
 }
 
 
@@ -31,12 +60,17 @@ def load_frame_sets(
 
     Parameters
     ----------
-    source : built-in name (``sprites``, ...) or path to the user's data.
-    split : ``train`` or ``test`` (built-in sources have a fixed split; paths hold out a
-        deterministic fraction of the sets for ``test``).
+    source : built-in name (``SOURCES``) or path to the user's data (``PATH_SOURCES``; see
+        :mod:`.files` for how a path is read and cached).
+    split : ``train`` or ``test`` (built-in sources have a fixed split; paths hold out the last
+        10% of the sets, in name order, for ``test``, at least one when there are two or more;
+        a single set serves both).
     image_size : side of the square frames the model sees (resampled if needed).
     device : where frames are produced; the training device, so the GPU never waits for data.
-    options : source-specific settings (e.g. ``limit_identities`` for Sprites).
+    options : source-specific settings, e.g. ``limit_identities`` for Sprites, ``digits``,
+        ``num_sequences``, ``sequence_length``, ``seed`` for Moving MNIST, ``crop``,
+        ``channels``, ``test_fraction``, ``cache_dir`` for folders; an unknown name is an error
+        that lists the known ones.
     """
     if split not in ("train", "test"):
         raise UserInputError(f"unknown split {split!r}; use 'train' or 'test'")
@@ -44,14 +78,33 @@ def load_frame_sets(
     if name == "sprites":
         from .sprites import Sprites
 
-        return Sprites(split=split, image_size=image_size, device=device, **options)
+        return open_with_options(
+            Sprites, name, split=split, image_size=image_size, device=device, **options
+        )
     if name == "squares":
         from .synthetic import ColouredSquares
 
-        return ColouredSquares(split=split, image_size=image_size, device=device, **options)
+        return open_with_options(
+            ColouredSquares, name, split=split, image_size=image_size, device=device, **options
+        )
+    if name in ("moving-mnist", "moving-mnist-1"):
+        from .moving_mnist import MovingMNIST
+
+        if name == "moving-mnist-1":
+            if options.get("digits", 1) != 1:
+                raise UserInputError("moving-mnist-1 has one digit; use moving-mnist for two")
+            options["digits"] = 1
+        return open_with_options(
+            MovingMNIST, name, split=split, image_size=image_size, device=device, **options
+        )
+    path = Path(source).expanduser()
+    if path.exists():
+        from .files import open_path
+
+        return open_path(path, split, image_size, device, **options)
     raise UserInputError(
-        f"unknown data source {name!r}; use one of {', '.join(SOURCES)} or a path to your data"
+        f"unknown data source {name!r}: neither a built-in name ({', '.join(SOURCES)}) "
+        "nor an existing path; see `pyro-dvae data sources`"
     )
 
-
-__all__ = ["FrameSets", "SOURCES", "load_frame_sets"]
+__all__ = ["FrameSets", "PATH_SOURCES", "SOURCES", "load_frame_sets"]
