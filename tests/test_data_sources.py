@@ -6,6 +6,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import imageio.v3 as iio
 import numpy as np
@@ -17,7 +18,7 @@ from PIL import Image
 from pyro_dvae.cli import main
 from pyro_dvae.data import PATH_SOURCES, SOURCES, load_frame_sets
 from pyro_dvae.data.arrays import split_indices
-from pyro_dvae.data.decode import FrameDecoder
+from pyro_dvae.data.decode import FaceFinder, FrameDecoder
 from pyro_dvae.data.files import DataWarning
 from pyro_dvae.data.moving_mnist import MovingMNIST, digit_pool, load_digits
 from pyro_dvae.errors import UserInputError
@@ -216,8 +217,13 @@ def test_video_folder_loads_and_skips_bad_files(tmp_path):
     # 12..19) lands at rows 9..12, columns 2..5 of the 16x16 frame.
     frame = data.sequence(0)[6].mean(0)
     assert float(frame[9:13, 2:6].mean()) > 0.2 and float(frame[:6, 8:].mean()) < 0.05
-    with pytest.raises(UserInputError, match="fewer than 9 frames.*clip0.mp4 \\(8\\)"):
+    with pytest.raises(UserInputError, match="fewer than 9 frames.*clip0.mp4 \\(8\\)") as err:
         data.check_frames_per_set(9)
+    assert "\n" not in str(err.value)
+    with pytest.warns(DataWarning) as caught:
+        longer = load_frame_sets(folder, "test", image_size=16, min_frames=7)
+    assert "z.gif: 6 frames, fewer than min_frames=7" in skip_message(caught)
+    assert longer.set_names == ["clip2.mp4"] and longer.set_sizes.tolist() == [8]
 
 
 def test_cache_is_reused_and_invalidated_per_file(tmp_path, monkeypatch):
@@ -249,6 +255,14 @@ def test_cache_is_reused_and_invalidated_per_file(tmp_path, monkeypatch):
     load_frame_sets(folder, image_size=16)
     cache = folder / ".pyro-dvae-cache" / "16px-3ch-center"
     assert len(list(cache.glob("*.npy"))) == 2
+
+
+def test_cache_dir_option_keeps_the_data_folder_untouched(tmp_path):
+    write_videos(tmp_path / "videos", count=1)
+    load_frame_sets(tmp_path / "videos", image_size=16, cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "videos" / ".pyro-dvae-cache").exists()
+    (entry,) = (tmp_path / "cache").iterdir()
+    assert entry.name.startswith("videos-") and (entry / "16px-3ch-center" / "manifest.json").is_file()
 
 
 def test_image_folder_tree_with_varying_sizes_and_channels(tmp_path):
@@ -300,6 +314,17 @@ def test_face_crop_falls_back_to_the_centre_without_faces(tmp_path):
     faces = load_frame_sets(tmp_path / "v", crop="faces", image_size=16)
     centre = load_frame_sets(tmp_path / "v", image_size=16)
     assert torch.equal(faces.sequence(0), centre.sequence(0))
+
+
+def test_face_box_is_a_square_around_the_largest_face_and_tracks_it():
+    pytest.importorskip("cv2")
+    finder = FaceFinder()
+    detections = [[(10, 20, 30, 30), (200, 100, 8, 8)], []]
+    finder._detector = SimpleNamespace(detectMultiScale=lambda *args, **kwargs: detections.pop(0))
+    frame = np.zeros((120, 300, 3), np.uint8)
+    # 1.4 x 30 = 42 px, centred on the face centre (25, 35).
+    assert finder.box(frame) == (4, 14, 46, 56)
+    assert finder.box(frame) == (4, 14, 46, 56)  # no face found: the last box is kept
 
 
 # ---------------------------------------------------------------- command line

@@ -32,7 +32,7 @@ PATH_SOURCES = {
     "VIDEO_FOLDER/": (
         "a folder of videos (mp4, avi, mov, webm, mkv, gif; or one video file): one set per "
         "video, decoded once into VIDEO_FOLDER/.pyro-dvae-cache/ (options: crop=center|faces, "
-        "channels=1|3, cache_dir, test_fraction)"
+        "channels=1|3, min_frames, cache_dir, test_fraction)"
     ),
     "IMAGE_FOLDER/": (
         "a folder of sub-folders of images (png, jpg, ...): one unordered set per sub-folder, "
@@ -69,8 +69,8 @@ def load_frame_sets(
     device : where frames are produced; the training device, so the GPU never waits for data.
     options : source-specific settings, e.g. ``limit_identities`` for Sprites, ``digits``,
         ``num_sequences``, ``sequence_length``, ``seed`` for Moving MNIST, ``crop``,
-        ``channels``, ``test_fraction``, ``cache_dir`` for folders; an unknown name is an error
-        that lists the known ones.
+        ``channels``, ``min_frames``, ``test_fraction``, ``cache_dir`` for folders; an unknown
+        name is an error that lists the known ones.
     """
     if split not in ("train", "test"):
         raise UserInputError(f"unknown split {split!r}; use 'train' or 'test'")

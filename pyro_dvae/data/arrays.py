@@ -107,7 +107,10 @@ class ArraySets(FrameSets):
             listed = ", ".join(f"{self.set_names[i]} ({int(self.set_sizes[i])})" for i in short[:5]) + (
                 ", ..." if len(short) > 5 else ""
             )
-            raise UserInputError(f"{err} (short sets: {listed})") from None
+            # Folders can skip short sets at load time; say how.
+            raise UserInputError(
+                f"{err} (short sets: {listed}; for folders, --data-option min_frames={n_frames} skips them)"
+            ) from None
 
 
 def centre_crop_view(array: np.ndarray) -> np.ndarray:

@@ -83,6 +83,7 @@ def open_media(
     channels: int | None = None,
     test_fraction: float = 0.1,
     cache_dir: str | Path | None = None,
+    min_frames: int = 1,
 ) -> ArraySets:
     """Frame sets from a folder of videos, a single video, or a folder of image sub-folders.
 
@@ -96,6 +97,8 @@ def open_media(
     channels : 1 or 3; default 3 for videos, that of the first image for image folders.
     test_fraction : share of the sets held out for ``test``.
     cache_dir : put the cache there instead of inside the data folder (see :mod:`.cache`).
+    min_frames : sets with fewer frames are skipped (and listed in the warning), e.g. the
+        model's frames per set N, so that a few short videos do not stop training.
     """
     check_test_fraction(test_fraction)  # before decoding, which may take long
     scan = scan_path(path)
@@ -106,6 +109,8 @@ def open_media(
     settings = {"size": size, "channels": channels, "crop": crop}
     cache = FrameCache(cache_root(scan.root, cache_dir) / f"{size}px-{channels}ch-{crop}", settings)
     frames, problems = load_sources(scan, decoder, cache)
+    for name in [name for name, array in frames.items() if len(array) < min_frames]:
+        problems.append(f"{name}: {len(frames.pop(name))} frames, fewer than min_frames={min_frames}")
     skipped = scan.skipped + problems
     if skipped:
         warn_skipped(path, skipped)
