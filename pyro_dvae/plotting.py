@@ -11,7 +11,10 @@ matplotlib.use("Agg")  # headless: figures are written to files, never shown on 
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.offsetbox import AnnotationBbox, OffsetImage  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 
@@ -56,15 +59,77 @@ def frames_grid(frames: Tensor, title: str | None = None,
     return fig
 
 
-def manifold_figure(panels: Tensor, titles: Sequence[str] | None = None) -> Figure:
-    """Latent manifolds (K, s, s, C, H, W), one panel per identity, side by side (paper Fig. 3)."""
+def manifold_figure(panels: Tensor, titles: Sequence[str] | None = None,
+                    axis_names: tuple[str, str] = ("z1", "z2")) -> Figure:
+    """Latent manifolds (K, s, s, C, H, W), one panel per identity, side by side (paper Fig. 3).
+
+    ``axis_names`` name the grid's two directions in z space (rows, columns).
+    """
     k, s = panels.shape[:2]
     fig, axes = plt.subplots(1, k, figsize=(3.2 * k, 3.4), squeeze=False)
     for i, ax in enumerate(axes[0]):
         ax.imshow(tile(panels[i], pad=0), interpolation="nearest")
         ax.set_axis_off()
         ax.set_title(titles[i] if titles else f"f of identity {i}", fontsize=9)
-    fig.suptitle(f"decoded {s}x{s} grid over p(z | f): z1 down, z2 across", fontsize=9)
+    fig.suptitle(f"decoded {s}x{s} grid over p(z | f): {axis_names[0]} down, {axis_names[1]} across",
+                 fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def reconstruction_figure(x: Tensor, recon: Tensor, labels: Sequence[str] | None = None,
+                          title: str | None = None) -> Figure:
+    """Each set (K, T, C, H, W) in one row with its reconstruction in the row below."""
+    labels = labels or [str(i) for i in range(len(x))]
+    rows = torch.stack([x, recon], 1).flatten(0, 1)
+    row_labels = [f"{kind} {label}" for label in labels for kind in ("data", "recon")]
+    return frames_grid(rows, title, row_labels=row_labels)
+
+
+def swap_figure(static_frames: Tensor, dynamic_frames: Tensor, cells: Tensor,
+                static_labels: Sequence[str], dynamic_labels: Sequence[str],
+                title: str | None = None) -> Figure:
+    """A swap grid: first row the dynamics' sources (B, C, H, W), first column the identities'
+    sources (A, C, H, W), cell (a, b) the frame with a's f and b's z (A, B, C, H, W)."""
+    corner = torch.ones_like(static_frames[:1])  # white: not a frame
+    top = torch.cat([corner, dynamic_frames])[None]
+    body = torch.cat([static_frames[:, None], cells], 1)
+    return frames_grid(torch.cat([top, body]), title, row_labels=["z from:", *static_labels],
+                       col_labels=["f from:", *dynamic_labels])
+
+
+def _thumbnail(ax: Axes, frame: Tensor, xy: tuple[float, float], above: bool) -> None:
+    # Sized in screen points whatever the image size, so 16 px and 64 px frames read alike.
+    image = OffsetImage(to_image(frame), zoom=32 / frame.shape[-1], interpolation="nearest")
+    ax.add_artist(AnnotationBbox(image, xy, xybox=(0, 28 if above else -28), boxcoords="offset points",
+                                 arrowprops={"arrowstyle": "-", "color": "0.4"}, pad=0.1,
+                                 annotation_clip=False))
+
+
+def dynamics_figure(loc: Tensor, scale: Tensor, frames: Tensor, title: str | None = None) -> Figure:
+    """One sequence's dynamics over its frame index (paper Fig. 4b).
+
+    For each z dimension, the posterior mean of q(z_t | f, x_t) against t (loc, scale: (T, z_dim))
+    with a band of +-2 posterior sd, and the frames (T, C, H, W) at the mean's minimum and maximum.
+    """
+    t, z_dim = loc.shape
+    mean, sd = loc.detach().cpu().numpy(), scale.detach().cpu().numpy()
+    steps = np.arange(t)
+    fig, axes = plt.subplots(z_dim, 1, figsize=(7, 2.4 * z_dim + 0.6), sharex=True, squeeze=False)
+    for d, ax in enumerate(axes[:, 0]):
+        ax.fill_between(steps, mean[:, d] - 2 * sd[:, d], mean[:, d] + 2 * sd[:, d], alpha=0.25,
+                        label="+-2 sd")
+        ax.plot(steps, mean[:, d], ".-", markersize=3, label="posterior mean")
+        low, high = int(mean[:, d].argmin()), int(mean[:, d].argmax())
+        _thumbnail(ax, frames[low], (low, mean[low, d]), above=False)
+        _thumbnail(ax, frames[high], (high, mean[high, d]), above=True)
+        ax.margins(y=1.0)  # room for the thumbnails inside the panel
+        ax.set_ylabel(f"z{d + 1}")
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=7, loc="upper left")
+    axes[-1, 0].set_xlabel("frame index (temporal order)")
+    if title:
+        fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
 

@@ -29,10 +29,16 @@ def main() -> None:
 def _register() -> None:
     # Each command lives in its own module; this is the one place that lists them.
     from .data import data_group
+    from .evaluate import evaluate_command, judge_group
+    from .inspect import inspect_command, sample_command
     from .train import train_command
 
     main.add_command(train_command)
     main.add_command(data_group)
+    main.add_command(evaluate_command)
+    main.add_command(judge_group)
+    main.add_command(sample_command)
+    main.add_command(inspect_command)
 
 
 _register()

@@ -1,0 +1,68 @@
+"""`pyro-dvae sample` and `pyro-dvae inspect`: figures, swaps and ArviZ export of a trained run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from .train import parse_options
+
+
+def _shared_options(default_out: str, default_sequences: int) -> Callable:
+    """RUN and the options both commands take (the defaults differ)."""
+    decorators = [
+        click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path)),
+        click.option("--out", type=click.Path(path_type=Path),
+                     help=f"Output folder, created if missing; its figures are overwritten. "
+                          f"[default: RUN/{default_out}]"),
+        click.option("--sequences", type=click.IntRange(min=1), default=default_sequences, show_default=True,
+                     help="Sequences (identities) to show."),
+        click.option("--frames", type=click.IntRange(min=1), default=8, show_default=True,
+                     help="Frames per sequence in the figures."),
+        click.option("--seed", type=int, default=0, show_default=True,
+                     help="Seeds every random choice: same seed, same files."),
+        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
+    ]
+
+    def decorate(command: Callable) -> Callable:
+        for decorator in reversed(decorators):
+            command = decorator(command)
+        return command
+
+    return decorate
+
+
+@click.command("sample")
+@_shared_options("samples", 6)
+def sample_command(run_dir: Path, out: Path | None, sequences: int, frames: int, seed: int, device: str) -> None:
+    """Generate sequences from the prior (f ~ p(f), z_t ~ p(z|f)): PNG grids and index.md."""
+    from ..reports import output_folder, sample_report
+    from ..runs import load_run
+
+    run = load_run(run_dir, device)
+    out = output_folder(out or run.path / "samples")
+    sample_report(run, out, sequences, frames, seed, log=click.echo)
+
+
+@click.command("inspect")
+@_shared_options("inspect", 4)
+@click.option("--data", "source", help="Data to inspect on: a source name or path [default: the run's own].")
+@click.option("--data-option", "data_options", multiple=True, metavar="KEY=VALUE",
+              help="Source option, e.g. num_sets=64 (repeatable).")
+@click.option("--split", type=click.Choice(("test", "train")), default="test", show_default=True,
+              help="Which split of the data.")
+@click.option("--draws", type=click.IntRange(min=2), default=100, show_default=True,
+              help="Posterior draws per chain (2 chains) in the ArviZ export.")
+def inspect_command(run_dir: Path, out: Path | None, sequences: int, frames: int, seed: int, device: str,
+                    source: str | None, data_options: tuple[str, ...], split: str, draws: int) -> None:
+    """Explore a run's posterior: manifold, dynamics, reconstructions, swaps, ArviZ (PNGs, index.md)."""
+    from ..reports import inspect_report, output_folder
+    from ..runs import load_run
+
+    run = load_run(run_dir, device)
+    out = output_folder(out or run.path / "inspect")
+    data = run.data(split, source, **parse_options(data_options))
+    click.echo(f"inspecting {run.path} (step {run.step}) on {data.name} ({split}, {len(data)} sets)")
+    inspect_report(run, data, out, sequences, frames, draws, seed, log=click.echo)
