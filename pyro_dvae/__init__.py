@@ -15,7 +15,7 @@ from .data import load_frame_sets  # noqa: E402
 from .model import DVAE  # noqa: E402
 from .priors import register_f_prior, register_z_prior  # noqa: E402
 from .runs import Run, load_run  # noqa: E402
-from .train import resume, train  # noqa: E402
+from .training import resume, train  # noqa: E402
 
 __all__ = [
     "DVAE", "DataConfig", "ModelConfig", "Run", "RunConfig", "TrainConfig", "load_frame_sets",

@@ -1,6 +1,6 @@
 """A run directory and the trained model in it.
 
-Layout (written by :func:`pyro_dvae.train.train`)::
+Layout (written by :func:`pyro_dvae.training.train`)::
 
     RUN/config.toml      resolved configuration (usable again with --config)
     RUN/metrics.jsonl    one JSON object per log line: step, split, elbo_per_frame, ...

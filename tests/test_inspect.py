@@ -15,7 +15,7 @@ from pyro_dvae import posterior
 from pyro_dvae.cli import main
 from pyro_dvae.config import preset
 from pyro_dvae.model import DVAE
-from pyro_dvae.train import train
+from pyro_dvae.training import train
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)

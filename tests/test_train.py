@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from pyro_dvae import posterior
-from pyro_dvae import train as train_module
+from pyro_dvae import training as train_module
 from pyro_dvae.checkpoint import load_checkpoint, save_checkpoint
 from pyro_dvae.data import load_frame_sets
 from pyro_dvae.errors import TrainingDiverged, TrainingInterrupted, UserInputError
 from pyro_dvae.runs import load_run
-from pyro_dvae.train import resume, train
+from pyro_dvae.training import resume, train
 
 
 def test_elbo_is_finite_and_rises(tiny_config, tmp_path):

@@ -76,8 +76,8 @@ def build_config(preset_name: str, data: str | None, config_file: Path | None, d
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train_command(data, preset_name, device, out, resume, config_file, data_options, quiet, **flags):
     """Train a model by SVI and write a run directory (config, metrics, checkpoint, figures)."""
-    from ..train import resume as resume_run
-    from ..train import train
+    from ..training import resume as resume_run
+    from ..training import train
 
     if flags["image_size"] is not None:
         flags["image_size"] = int(flags["image_size"])
