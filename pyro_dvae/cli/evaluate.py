@@ -1,0 +1,84 @@
+"""`pyro-dvae evaluate RUN` and `pyro-dvae judge train`: disentanglement metrics and their judges."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ..errors import UserInputError
+
+_JUDGE_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+@click.command("evaluate")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Repeat every random step (f subsets, prior draws, swap partners) with K seeds.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="JSON report to write (default RUN/evaluation.json).")
+@click.option("--judge", "judge_file", type=_JUDGE_FILE,
+              help="Judge file from `pyro-dvae judge train --out` (default: the cached judge, trained on first use).")
+@click.option("--limit", type=click.IntRange(min=1), help="Evaluate only the first N test sequences.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True,
+              help="Sequences per forward pass.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def evaluate_command(run_dir, seeds, out, judge_file, limit, batch_size, device, quiet):
+    """Compute reconstruction and disentanglement metrics of a trained RUN on its test data.
+
+    The protocol follows the run's data: Sprites (judge accuracies, IS, entropies, swaps),
+    one-digit Moving MNIST (digit and position after swaps) or, for other data, the label-free
+    metrics (ELBO, MSE, PSNR, f consistency). See docs/metrics.md.
+    """
+    from ..evaluation.judges import load_judge
+    from ..evaluation.protocols import evaluate_run, format_report
+    from ..runs import load_run
+
+    run = load_run(run_dir, device)
+    judge = load_judge(judge_file, run.device) if judge_file else None
+    report = evaluate_run(run, seeds=seeds, judge=judge, limit=limit, batch_size=batch_size, progress=not quiet)
+    out = out or run.path / "evaluation.json"
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2) + "\n")
+    except OSError as err:
+        raise UserInputError(f"cannot write {out} ({err.strerror}); pass a writable --out") from None
+    click.echo(format_report(report))
+    click.echo(f"wrote {out}")
+
+
+@click.group("judge")
+def judge_group() -> None:
+    """Train and inspect the classifiers (judges) that score generated sequences."""
+
+
+@judge_group.command("train")
+@click.argument("kind", type=click.Choice(("sprites", "digits")), default="sprites")
+@click.option("--steps", type=click.IntRange(min=1), help="Training steps (default 1200 sprites, 1500 digits).")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Sequences (sprites) or frames (digits) per step.")
+@click.option("--limit-identities", "--limit", "limit", type=click.IntRange(min=1),
+              help="Train on the first K train identities (sprites) or sequences (digits) only.")
+@click.option("--test-limit", type=click.IntRange(min=1),
+              help="Measure held-out accuracy on the first K test identities / sequences only.")
+@click.option("--seed", type=int, help="Random seed of the judge's weights and batches.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the judge to this file (for `pyro-dvae evaluate --judge`).")
+@click.option("--retrain", is_flag=True, help="Train even if the cache already holds this judge.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def judge_train_command(kind, steps, batch_size, limit, test_limit, seed, out, retrain, device, quiet):
+    """Train (or fetch from the cache) the KIND judge and print its held-out accuracy."""
+    from ..evaluation.judges import default_settings, get_judge, save_judge
+    from ..runs import resolve_device
+
+    settings = default_settings(kind, steps=steps, batch_size=batch_size, limit=limit, test_limit=test_limit,
+                                seed=seed)
+    judge = get_judge(settings, resolve_device(device), progress=not quiet, retrain=retrain)
+    if out is not None:
+        save_judge(judge, out)
+    click.echo(f"judge {judge.key}: {judge.path}")
+    for size, acc in judge.report["test_accuracy"].items():
+        shown = "  ".join(f"{name} {value:.4f}" for name, value in acc.items())
+        click.echo(f"held-out accuracy at {size}px ({judge.report['n_test']} test sequences): {shown}")
