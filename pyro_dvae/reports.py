@@ -241,12 +241,15 @@ def _dynamics(s: _Inspection) -> None:
 
 
 def _swaps(s: _Inspection) -> None:
-    first = s.x[:, 0]
-    cells = posterior.swap_grid(s.model, s.codes.f, s.codes.z[:, 0])
-    s.report.figure("swaps", plotting.swap_figure(first, first, cells, s.labels(), s.labels(),
+    k, t = s.x.shape[:2]
+    # Column j takes a frame from a different place in its set: sets stored in the same order
+    # (Sprites' sheet order) would otherwise show one pose in every column.
+    rows, frames = torch.arange(k, device=s.x.device), torch.arange(k, device=s.x.device) * (t // k)
+    cells = posterior.swap_grid(s.model, s.codes.f, s.codes.z[rows, frames])
+    s.report.figure("swaps", plotting.swap_figure(s.x[:, 0], s.x[rows, frames], cells, s.labels(), s.labels(),
                                                   "f of the row's sequence, z of the column's"),
-                    "Swaps: cell (A, B) decodes the f of sequence A (first column) with the z of the first "
-                    "frame of sequence B (first row); the diagonal is a reconstruction.")
+                    "Swaps: cell (A, B) decodes the f of sequence A (first column) with the z of one frame "
+                    "of sequence B (first row); frame j*T/K of the j-th column's sequence, so poses differ.")
 
 
 def _consistency(s: _Inspection) -> None:
