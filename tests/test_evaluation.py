@@ -205,3 +205,14 @@ def test_trained_model_beats_untrained_on_reconstruction(tiny_config, tmp_path):
     assert after["elbo_per_frame"]["mean"] > before["elbo_per_frame"]["mean"] + 50
     assert after["mse"]["mean"] < 0.5 * before["mse"]["mean"]
     assert after["psnr"]["mean"] > before["psnr"]["mean"] + 3
+
+
+def test_judge_train_cli_caches_and_writes_a_judge(tmp_path):
+    args = ["judge", "train", "sprites", "--limit-identities", "2", "--steps", "3", "--batch-size", "4",
+            "--test-limit", "1", "--out", str(tmp_path / "j.pt"), "--quiet"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    judge = load_judge(tmp_path / "j.pt")
+    assert judge.settings.limit == 2 and set(judge.report["test_accuracy"]) == {"64", "32", "16"}
+    assert (judges.cache_dir() / f"{judge.key}.pt").is_file()
+    assert "held-out accuracy at 32px (9 test sequences)" in result.output

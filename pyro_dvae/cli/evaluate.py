@@ -76,9 +76,9 @@ def judge_train_command(kind, steps, batch_size, limit, test_limit, seed, out, r
     settings = default_settings(kind, steps=steps, batch_size=batch_size, limit=limit, test_limit=test_limit,
                                 seed=seed)
     judge = get_judge(settings, resolve_device(device), progress=not quiet, retrain=retrain)
+    click.echo(f"judge {judge.key}: cached in {judge.path}")
     if out is not None:
-        save_judge(judge, out)
-    click.echo(f"judge {judge.key}: {judge.path}")
+        click.echo(f"written to {save_judge(judge, out)}")
     for size, acc in judge.report["test_accuracy"].items():
         shown = "  ".join(f"{name} {value:.4f}" for name, value in acc.items())
         click.echo(f"held-out accuracy at {size}px ({judge.report['n_test']} test sequences): {shown}")

@@ -433,7 +433,12 @@ def load_judge(path: str | Path, device: str | torch.device = "cpu") -> Judge:
         raise UserInputError(f"{path} is a pyro-dvae checkpoint but not a judge; make one with `pyro-dvae judge train`")
     settings = JudgeSettings.from_dict(payload["settings"])
     net = _build_net(settings).to(device)
-    net.load_state_dict(payload["model"])
+    try:
+        net.load_state_dict(payload["model"])
+    except RuntimeError:
+        raise UserInputError(
+            f"{path} was written by another version of the judge; rebuild it with `pyro-dvae judge train`"
+        ) from None
     return Judge(net.eval(), settings, payload.get("report", {}), Path(path))
 
 
