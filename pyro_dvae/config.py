@@ -144,7 +144,7 @@ _PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "cpu": {
         "model": dict(image_size=32, f_dim=64, z_dim=2, frames=3, conv_width=64,
                       pair_width=64, hidden=256),
-        "train": dict(steps=4000, batch_size=32, lr=1e-3, kl_warmup=500, log_every=50,
+        "train": dict(steps=14_000, batch_size=32, lr=1e-3, kl_warmup=500, log_every=50,
                       eval_every=1000, checkpoint_every=500),
     },
     "tiny": {

@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 import pyro
 from pyro import poutine
-from pyro.infer import JitTrace_ELBO
 from pyro.distributions.util import scale_and_mask
+from pyro.infer import JitTrace_ELBO
 from torch import Tensor
 from torch.distributions import kl_divergence
 

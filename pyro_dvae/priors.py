@@ -11,6 +11,11 @@ z prior : ``forward(f) -> Distribution`` over z with ``event_dim == 1``, event s
 f prior : ``forward(batch_shape) -> Distribution`` over f with event shape ``(f_dim,)`` and the
     given batch shape.
 
+The scale of z is not anchored: the learned p(z | f) lets the codes drift to whatever range
+suits the decoder (tens of units is common). Parameterise a new prior relative to quantities that
+move with f (a centre and a spread computed from f), not at absolute positions, or it is left
+behind during training.
+
 Example
 -------
 >>> @register_z_prior("my-prior")

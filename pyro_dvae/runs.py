@@ -75,7 +75,9 @@ class Run:
             model.load_state_dict(payload["model"])
         except RuntimeError:
             raise UserInputError(
-                f"{ckpt_path} weights do not match its own config; the file is damaged or edited"
+                f"{ckpt_path} weights do not match its config: a prior registered under the name "
+                f"{config.model.z_prior!r} / {config.model.f_prior!r} differs from the one it was trained "
+                "with, or the file is damaged; register the original prior before loading"
             ) from None
         model.eval()
         return cls(ckpt_path.parent, config, model, int(payload["step"]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+import matplotlib
 
 from .. import __version__
 from ..errors import PyroDVAEError
@@ -24,6 +25,10 @@ class _Group(click.Group):
 @click.version_option(__version__, prog_name="pyro-dvae")
 def main() -> None:
     """Learn disentangled static (f) and dynamic (z) codes from unordered frame sets."""
+
+
+# The CLI only writes figures to files; Agg needs no display (set before any figure exists).
+matplotlib.use("Agg")
 
 
 def _register() -> None:

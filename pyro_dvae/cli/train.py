@@ -62,7 +62,8 @@ def build_config(preset_name: str, data: str | None, config_file: Path | None, d
 @click.option("--image-size", type=click.Choice(["16", "32", "64", "128"]), help="Side of the frames the model sees.")
 @click.option("--likelihood", type=click.Choice(LIKELIHOODS), help="Pixel likelihood p(x|f,z).")
 @click.option("--z-prior", help="Registered p(z|f) prior (conditional-gaussian, standard-normal, ...).")
-@click.option("--elbo", type=click.Choice(ELBOS), help="trace: Monte Carlo KLs; meanfield: analytic KLs; jit: Pyro JitTrace_ELBO.")
+@click.option("--elbo", type=click.Choice(ELBOS),
+              help="trace: Monte Carlo KLs; meanfield: analytic KLs; jit: Pyro JitTrace_ELBO.")
 @click.option("--kl-warmup", type=click.IntRange(min=0), help="Steps over which the KL weight rises to 1.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Adam learning rate.")
 @click.option("--seed", type=int, help="Random seed (weights, batches).")
