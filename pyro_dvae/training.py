@@ -113,8 +113,8 @@ class _Trainer:
     def run(self, payload: dict | None = None) -> Run:
         step = self._build(payload)
         self._start_files(step)
-        total, frames = self.cfg.steps, self.config.model.frames
-        frames_per_batch = self.cfg.batch_size * frames
+        total = self.cfg.steps
+        frames_per_batch = self.cfg.batch_size * self.config.model.frames
         loss_sum = torch.zeros((), device=self.device)
         first_bad = torch.full((), -1, dtype=torch.long, device=self.device)
         bar = tqdm(total=total, initial=step, disable=not self.progress, unit="step",
@@ -122,34 +122,28 @@ class _Trainer:
         tick, tick_step = time.perf_counter(), step
         self.model.train()
         try:
-            with pyro.validation_enabled(False):  # validation reads tensors back to the host
-                while step < total:
-                    x = self.train_data.sample(self.cfg.batch_size, frames, self.batch_rng)
-                    loss = self._loss(x, step + 1)
-                    self.optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    self.optimizer.step()
-                    step += 1  # counted once its update is applied: an interrupt saves whole steps
-                    loss = loss.detach()
-                    loss_sum += loss
-                    first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss),
-                                            torch.tensor(step, device=self.device), first_bad)
-                    if step % self.cfg.log_every == 0 or step == total:
-                        self._check_finite(first_bad)
-                        now = time.perf_counter()
-                        rate = (step - tick_step) / (now - tick)
-                        elbo = -loss_sum.item() / ((step - tick_step) * frames_per_batch)
-                        self._log({"step": step, "split": "train", "elbo_per_frame": elbo,
-                                   "steps_per_s": rate, "kl_scale": self._kl_scale(step)})
-                        bar.set_postfix({"elbo/frame": f"{elbo:.1f}", "steps/s": f"{rate:.2f}"})
-                        bar.update(step - bar.n)
-                        loss_sum.zero_()
-                        tick, tick_step = time.perf_counter(), step
-                    if step % self.cfg.eval_every == 0 or step == total:
-                        self._log({"step": step, "split": "test", "elbo_per_frame": self.evaluate()})
-                    if step % self.cfg.checkpoint_every == 0 or step == total:
-                        self._check_finite(first_bad)
-                        self.save(step)
+            while step < total:
+                loss = self.step(step + 1)
+                step += 1  # counted once its update is applied: an interrupt saves whole steps
+                loss_sum += loss
+                # Python scalar, not torch.tensor(step): a host-to-device copy would sync.
+                first_bad.masked_fill_((first_bad < 0) & ~torch.isfinite(loss), step)
+                if step % self.cfg.log_every == 0 or step == total:
+                    self._check_finite(first_bad)
+                    now = time.perf_counter()
+                    rate = (step - tick_step) / (now - tick)
+                    elbo = -loss_sum.item() / ((step - tick_step) * frames_per_batch)
+                    self._log({"step": step, "split": "train", "elbo_per_frame": elbo,
+                               "steps_per_s": rate, "kl_scale": self._kl_scale(step)})
+                    bar.set_postfix({"elbo/frame": f"{elbo:.1f}", "steps/s": f"{rate:.2f}"})
+                    bar.update(step - bar.n)
+                    loss_sum.zero_()
+                    tick, tick_step = time.perf_counter(), step
+                if step % self.cfg.eval_every == 0 or step == total:
+                    self._log({"step": step, "split": "test", "elbo_per_frame": self.evaluate()})
+                if step % self.cfg.checkpoint_every == 0 or step == total:
+                    self._check_finite(first_bad)
+                    self.save(step)
         except KeyboardInterrupt:
             bar.close()
             self._check_finite(first_bad)
@@ -162,6 +156,16 @@ class _Trainer:
         self.model.eval()
         self.figures()
         return Run(self.out, self.config, self.model, step)
+
+    def step(self, step: int) -> torch.Tensor:
+        """The ``step``-th SVI update; returns the detached loss. Nothing here reads the device."""
+        with pyro.validation_enabled(False):  # validation reads tensors back to the host
+            x = self.train_data.sample(self.cfg.batch_size, self.config.model.frames, self.batch_rng)
+            loss = self._loss(x, step)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+        return loss.detach()
 
     def _loss(self, x: torch.Tensor, step: int) -> torch.Tensor:
         if self.cfg.elbo == "jit":

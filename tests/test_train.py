@@ -184,3 +184,19 @@ def test_every_elbo_option_trains(tiny_config, tmp_path, elbo):
     run = train(config, tmp_path / elbo, progress=False)
     heldout = [m["elbo_per_frame"] for m in run.metrics() if m["split"] == "test"]
     assert heldout[-1] > heldout[0] + 50
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_training_step_never_synchronises_with_the_gpu(tiny_config, tmp_path):
+    """Data sampling, ELBO, backward and Adam all stay on the device (the host reads only at logs)."""
+    from pyro_dvae.training import _Trainer
+
+    trainer = _Trainer(tiny_config.override("train", device="cuda"), tmp_path / "run", progress=False)
+    trainer._build(None)
+    trainer.step(1)  # warm-up: lazy CUDA initialisation may synchronise once
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for step in range(2, 5):
+            trainer.step(step)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
