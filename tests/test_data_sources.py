@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 import warnings
@@ -22,6 +23,7 @@ from pyro_dvae.data.decode import FaceFinder, FrameDecoder
 from pyro_dvae.data.files import DataWarning
 from pyro_dvae.data.moving_mnist import MovingMNIST, digit_pool, load_digits
 from pyro_dvae.errors import UserInputError
+from pyro_dvae.runs import load_run
 
 
 def moving_square(frames: int, height: int, width: int, seed: int) -> np.ndarray:
@@ -348,6 +350,7 @@ def test_train_cli_runs_on_each_kind_of_source(tmp_path, kind):
     elif kind == "videos":
         data = tmp_path / "videos"
         write_videos(data, count=2)
+        options = ["--crop", "faces"] if importlib.util.find_spec("cv2") else ["--crop", "center"]
     elif kind == "images":
         data = tmp_path / "images"
         write_image_tree(data)
@@ -360,3 +363,5 @@ def test_train_cli_runs_on_each_kind_of_source(tmp_path, kind):
         result = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "run" / "checkpoint.pt").is_file()
+    if kind == "videos":
+        assert load_run(tmp_path / "run").config.data.options["crop"] == options[1]

@@ -92,7 +92,8 @@ def export_sprites_cmd(out_dir: Path, split: str, limit_identities: int | None, 
     type=click.Path(path_type=Path),
     help="Image file to write, e.g. sprites.png.",
 )
-@click.option("--split", type=click.Choice(["train", "test"]), default="train", show_default=True)
+@click.option("--split", type=click.Choice(["train", "test"]), default="train", show_default=True,
+              help="Identities of this split.")
 @click.option(
     "--identities",
     "n_identities",

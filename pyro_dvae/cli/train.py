@@ -72,10 +72,12 @@ def build_config(preset_name: str, data: str | None, config_file: Path | None, d
 @click.option("--resume", type=click.Path(path_type=Path), help="Continue the run in this directory to --steps.")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="TOML config ([model], [train], [data]); flags override it.")
+@click.option("--crop", type=click.Choice(["center", "faces"]),
+              help="Video/image folders: centre crop, or crop to the detected face (pip install pyro-dvae[video]).")
 @click.option("--data-option", "data_options", multiple=True, metavar="KEY=VALUE",
               help="Source option, e.g. digits=1 or limit_identities=50 (repeatable).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train_command(data, preset_name, device, out, resume, config_file, data_options, quiet, **flags):
+def train_command(data, preset_name, device, out, resume, config_file, data_options, crop, quiet, **flags):
     """Train a model by SVI and write a run directory (config, metrics, checkpoint, figures)."""
     from ..training import resume as resume_run
     from ..training import train
@@ -84,13 +86,14 @@ def train_command(data, preset_name, device, out, resume, config_file, data_opti
         flags["image_size"] = int(flags["image_size"])
     if resume is not None:
         changed = [k for k, v in flags.items() if v is not None and k != "steps"]
-        if changed or config_file or data_options or out:
+        if changed or config_file or data_options or crop or out:
             raise UserInputError("when resuming only --steps and --device may be given; "
                                  "the run's own config is used")
         click.echo(f"resuming {resume} on {resolve_device(device)}")
         run = resume_run(resume, steps=flags["steps"], device=device, progress=not quiet)
     else:
-        config = build_config(preset_name, data, config_file, device, flags, parse_options(data_options))
+        options = {**parse_options(data_options), **({"crop": crop} if crop else {})}
+        config = build_config(preset_name, data, config_file, device, flags, options)
         out = out or Path("runs") / f"{Path(str(config.data.source)).name}-{time.strftime('%Y%m%d-%H%M%S')}"
         click.echo(f"device: {resolve_device(device)}  preset: {_preset_label(preset_name, device)}  "
                    f"data: {config.data.source}  steps: {config.train.steps}  out: {out}")
