@@ -92,3 +92,35 @@ def test_bad_paths_give_one_line_errors(tmp_path):
     result = invoke("train", "--config", str(unknown))
     assert result.exit_code == 1 and "unknown key(s) ['width'] in [model]" in result.output
     assert "Traceback" not in result.output
+
+
+def test_auto_preset_follows_the_device(monkeypatch):
+    import torch
+
+    from pyro_dvae.cli.train import build_config
+
+    cpu = build_config("auto", "sprites", None, "auto", {}, {})
+    assert (cpu.model.image_size, cpu.train.batch_size, cpu.train.device) == (32, 32, "auto")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    paper = build_config("auto", "moving-mnist", None, "auto", {}, {})
+    # The paper's appendix: 64x64, batch 120, N=3, Adam 1e-4, f 64 for Moving MNIST, z 2.
+    m, t = paper.model, paper.train
+    assert (m.image_size, m.conv_width, m.f_dim, m.z_dim, m.frames) == (64, 256, 64, 2, 3)
+    assert (t.batch_size, t.lr, t.steps) == (120, 1e-4, 60_000)
+    assert build_config("auto", "sprites", None, "auto", {}, {}).model.f_dim == 256
+
+
+def test_no_flags_means_cpu_preset_on_a_machine_without_cuda(tmp_path, monkeypatch):
+    import pyro_dvae.training as training
+
+    seen = {}
+
+    def fake_train(config, out, progress=True):
+        seen["config"] = config
+        raise training.UserInputError("stop here")
+
+    monkeypatch.setattr(training, "train", fake_train)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    result = invoke("train", "--out", str(tmp_path / "run"))
+    assert "device: cpu" in result.output and "preset: cpu (auto: no CUDA)" in result.output
+    assert seen["config"].data.source == "sprites" and seen["config"].train.steps == 14_000
