@@ -268,7 +268,8 @@ def test_export_leaves_nothing_behind_on_error(tmp_path, monkeypatch):
     def fail(path, array):
         raise OSError("disk full")
 
-    monkeypatch.setattr(sprites, "_write_npy", fail)
+    # export_sprites reads _write_npy from sprites.export, so the patch goes there.
+    monkeypatch.setattr(sprites.export, "_write_npy", fail)
     with pytest.raises(OSError, match="disk full"):
         sprites.export_sprites(tmp_path, limit_identities=1, progress=False)
     assert list(tmp_path.iterdir()) == []

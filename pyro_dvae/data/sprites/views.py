@@ -1,0 +1,221 @@
+"""The two Sprites views: frame sets for training and labelled sequences for evaluation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from ..base import FrameSets
+from .catalogue import EVAL_CELLS, EVAL_CLASSES, FRAME_SIZE, N_CELLS, _split_subset, decode_identity
+from .compositor import SpriteCompositor, _checked_device
+
+# --------------------------------------------------------------------------------------------
+# Training view: one set of 178 poses per identity
+# --------------------------------------------------------------------------------------------
+
+
+class Sprites(FrameSets):
+    """LPC Sprites as frame sets: one unordered set of all 178 poses per identity.
+
+    Frames are rendered on ``device`` on demand; nothing but the layer cells (114 MB) is stored.
+
+    Parameters
+    ----------
+    split : {"train", "test"}
+        The 1000 train or the 296 test identities of the standard split
+        (:func:`split_identities`).
+    image_size : int, optional
+        Side of the frames served (area-resampled from 64); default 64.
+    device : str or torch.device
+        Where frames are rendered; use the training device.
+    limit_identities : int, optional
+        Keep only the first K identities of the split (for quick runs and tests).
+
+    Attributes
+    ----------
+    identities : LongTensor
+        (n_sets,) identity index ``k`` of each set, on ``device``.
+    set_sizes : LongTensor
+        (n_sets,) all 178; frame ``j`` of a set is the pose ``SPRITE_CELLS[j]``.
+    """
+
+    name = "sprites"
+    channels = 3
+    native_size = FRAME_SIZE
+
+    def __init__(
+        self,
+        split: str = "train",
+        image_size: int | None = None,
+        device: str | torch.device = "cpu",
+        limit_identities: int | None = None,
+    ):
+        super().__init__(image_size=image_size, device=_checked_device(device))
+        self.split = split
+        self.identities = torch.from_numpy(_split_subset(split, limit_identities)).to(self.device)
+        self.set_sizes = torch.full((len(self.identities),), N_CELLS, dtype=torch.int64, device=self.device)
+        self.compositor = SpriteCompositor(self.device)
+
+    def labels(self, set_idx: Tensor | int) -> Tensor:
+        """Attribute indices (..., 4) (skin, pants, top, hair) of the identities of sets."""
+        return decode_identity(self.identities[torch.as_tensor(set_idx, device=self.device)])
+
+    def _gather(self, set_idx: Tensor, frame_idx: Tensor) -> Tensor:
+        return self.compositor.render(self.identities[set_idx], frame_idx)
+
+    def __repr__(self) -> str:
+        return (
+            f"Sprites(split={self.split!r}, n_sets={len(self)}, image_size={self.image_size},"
+            f" device={str(self.device)!r})"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation view: the 9 labelled sequences of 8 frames per identity
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class SpritesSequences:
+    """Labelled evaluation sequences, rendered on demand (see :func:`sprites_eval_sequences`).
+
+    Row ``i`` is identity ``identity[i]`` performing class ``action[i]``; rows are
+    identity-major (the 9 classes of an identity are consecutive).
+
+    Attributes
+    ----------
+    attrs : LongTensor
+        (n, 4) attribute indices: skin, pants, top, hair.
+    action : LongTensor
+        (n,) action class in 0..8, :data:`EVAL_CLASSES` order (walk-front, walk-left, ...).
+    identity : LongTensor
+        (n,) identity index ``k`` (``decode_identity(identity) == attrs``).
+    cells : LongTensor
+        (n, 8) pose indices into :data:`SPRITE_CELLS` of each frame.
+    """
+
+    attrs: Tensor
+    action: Tensor
+    identity: Tensor
+    cells: Tensor
+    compositor: SpriteCompositor = field(repr=False)
+
+    def __len__(self) -> int:
+        return len(self.identity)
+
+    @property
+    def device(self) -> torch.device:
+        return self.compositor.device
+
+    def frames(self, rows: Tensor | slice | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
+        """Render sequences ``rows`` (all if None): (m, 8, 3, 64, 64).
+
+        ``dtype=torch.float32`` gives values in [0, 1] (uint8 / 255, not the original's / 256);
+        ``torch.uint8`` gives 0..255 at a quarter of the memory.
+        """
+        rows = slice(None) if rows is None else rows
+        return self.compositor.render(self.identity[rows, None], self.cells[rows], dtype=dtype)
+
+    def batches(self, batch_size: int = 256, dtype: torch.dtype = torch.float32) -> Iterator[tuple[slice, Tensor]]:
+        """Yield ``(rows, x)`` over all sequences in order, ``x`` = ``frames(rows, dtype)``."""
+        for start in range(0, len(self), batch_size):
+            rows = slice(start, min(start + batch_size, len(self)))
+            yield rows, self.frames(rows, dtype)
+
+    @property
+    def x(self) -> Tensor:
+        """All frames (n, 8, 3, 64, 64) float in [0, 1]; 1.05 GB for the test split.
+
+        Prefer :meth:`batches` or ``frames(dtype=torch.uint8)`` where memory matters.
+        """
+        return self.frames()
+
+
+def sprites_eval_sequences(
+    split: str, device: str | torch.device = "cpu", limit_identities: int | None = None
+) -> SpritesSequences:
+    """The standard Sprites evaluation sequences (Li & Mandt 2018) of one split.
+
+    Each identity of the split gives 9 sequences of 8 frames: actions walk, spellcast, slash x
+    directions front, left, right, with the frame columns of :data:`EVAL_COLUMNS`. Labels are
+    available at once; frames are rendered on demand (:meth:`SpritesSequences.frames`,
+    :meth:`SpritesSequences.batches`), since the test split alone is 1.05 GB as float32.
+
+    Parameters
+    ----------
+    split : {"train", "test"}
+        1000 train identities (9000 sequences) or 296 test identities (2664 sequences), split
+        exactly as :func:`split_identities`.
+    device : str or torch.device
+        Where labels live and frames are rendered.
+    limit_identities : int, optional
+        Keep only the first K identities of the split (9K sequences).
+
+    Returns
+    -------
+    SpritesSequences
+        Rows identity-major: row ``9 * i + c`` is the i-th identity of the split in class ``c``.
+
+    Examples
+    --------
+    >>> seqs = sprites_eval_sequences("test")
+    >>> len(seqs), seqs.attrs.shape, seqs.action[:9].tolist()
+    (2664, torch.Size([2664, 4]), [0, 1, 2, 3, 4, 5, 6, 7, 8])
+    >>> for rows, x in seqs.batches(256):  # x: (<=256, 8, 3, 64, 64) float in [0, 1]
+    ...     pass
+    """
+    compositor = SpriteCompositor(device)
+    ids = torch.from_numpy(_split_subset(split, limit_identities)).to(compositor.device)
+    n_classes = len(EVAL_CLASSES)
+    identity = ids.repeat_interleave(n_classes)
+    action = torch.arange(n_classes, device=compositor.device).repeat(len(ids))
+    eval_cells = torch.tensor(EVAL_CELLS, dtype=torch.int64, device=compositor.device)
+    return SpritesSequences(
+        attrs=decode_identity(identity),
+        action=action,
+        identity=identity,
+        cells=eval_cells[action],
+        compositor=compositor,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Ordered training view: the 8-frame action sequences, for families that read order
+# --------------------------------------------------------------------------------------------
+
+
+class SpritesActions(FrameSets):
+    """The evaluation sequences of a split as frame sets in temporal order (one set per sequence).
+
+    What sequential families (DSA) train on: per identity the 9 action sequences of 8 frames
+    (walk, spellcast, slash x front, left, right) of :func:`sprites_eval_sequences`, as Li & Mandt
+    (2018) trained on the 1000 train identities. Same parameters as :class:`Sprites`.
+    """
+
+    name = "sprites"
+    channels = 3
+    native_size = FRAME_SIZE
+
+    def __init__(
+        self,
+        split: str = "train",
+        image_size: int | None = None,
+        device: str | torch.device = "cpu",
+        limit_identities: int | None = None,
+    ):
+        super().__init__(image_size=image_size, device=_checked_device(device))
+        self.split = split
+        self.sequences = sprites_eval_sequences(split, self.device, limit_identities)
+        self.set_sizes = torch.full((len(self.sequences),), self.sequences.cells.shape[1], dtype=torch.int64,
+                                    device=self.device)
+
+    def _gather(self, set_idx: Tensor, frame_idx: Tensor) -> Tensor:
+        seqs = self.sequences
+        return seqs.compositor.render(seqs.identity[set_idx], seqs.cells[set_idx, frame_idx])
+
+    def __repr__(self) -> str:
+        return (f"SpritesActions(split={self.split!r}, n_sets={len(self)}, image_size={self.image_size},"
+                f" device={str(self.device)!r})")

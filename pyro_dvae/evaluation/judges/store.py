@@ -1,0 +1,116 @@
+"""Training a judge of either kind, and the judge files and cache."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ...checkpoint import load_checkpoint, save_checkpoint
+from ...errors import UserInputError
+from .base import Judge, JudgeSettings, _augment, _one_cycle, judge_key
+from .digits import DigitJudgeNet, _digit_data, _digit_loss, judge_digits_accuracy
+from .sprites import SpritesJudgeNet, _sprites_data, _sprites_loss, judge_sprites_accuracy
+
+
+def _build_net(settings: JudgeSettings) -> nn.Module:
+    return SpritesJudgeNet(settings.width) if settings.kind == "sprites" else DigitJudgeNet(settings.width)
+
+
+# --------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------
+
+
+def train_judge(settings: JudgeSettings, device: str | torch.device = "cpu", progress: bool = True) -> Judge:
+    """Train a judge from scratch and measure its held-out accuracy at every training resolution."""
+    from tqdm.auto import tqdm
+
+    device = torch.device(device)
+    train_data, test_data = (_sprites_data if settings.kind == "sprites" else _digit_data)(settings, device)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(settings.seed)
+        net = _build_net(settings).to(device)
+    generator = torch.Generator(device).manual_seed(settings.seed + 1)
+    opt, schedule = _one_cycle(settings, net)
+    net.train()
+    bar = tqdm(range(settings.steps), desc=f"{settings.kind} judge", unit="step", disable=not progress,
+               dynamic_ncols=True)
+    for step in bar:
+        if settings.kind == "sprites":
+            rows = torch.randint(len(train_data), (settings.batch_size,), generator=generator, device=device)
+            loss = _sprites_loss(net, train_data, rows, _augment(train_data.frames(rows), settings, generator))
+        else:
+            sets = torch.randint(len(train_data), (settings.batch_size,), generator=generator, device=device)
+            frames = torch.randint(int(train_data.set_sizes[0]), (settings.batch_size,), generator=generator,
+                                   device=device)
+            x = _augment(train_data.frames(sets, frames), settings, generator)
+            loss = _digit_loss(net, train_data, sets, x)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        schedule.step()
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    net.eval()
+    judge = Judge(net, settings)
+    score = judge_sprites_accuracy if settings.kind == "sprites" else judge_digits_accuracy
+    judge.report = {"test_accuracy": {str(size): score(judge, test_data, size) for size in settings.resolutions},
+                    "n_test": len(test_data)}
+    return judge
+
+
+# --------------------------------------------------------------------------------------------
+# Files and cache
+# --------------------------------------------------------------------------------------------
+
+_FILE_KIND = "pyro-dvae-judge"
+
+
+def cache_dir() -> Path:
+    """Where judges are cached: ``$PYRO_DVAE_CACHE/judges`` or ``~/.cache/pyro-dvae/judges``."""
+    root = os.environ.get("PYRO_DVAE_CACHE")
+    return (Path(root).expanduser() if root else Path.home() / ".cache" / "pyro-dvae") / "judges"
+
+
+def save_judge(judge: Judge, path: str | Path) -> Path:
+    """Write a judge (weights, settings, report) atomically and safely."""
+    path = Path(path)
+    save_checkpoint(path, {"kind": _FILE_KIND, "key": judge.key, "settings": judge.settings.to_dict(),
+                           "report": judge.report, "model": judge.net.state_dict()})
+    judge.path = path
+    return path
+
+
+def load_judge(path: str | Path, device: str | torch.device = "cpu") -> Judge:
+    """Read a judge written by :func:`save_judge` (or ``pyro-dvae judge train``)."""
+    payload = load_checkpoint(path, map_location=device)
+    if payload.get("kind") != _FILE_KIND:
+        raise UserInputError(f"{path} is a pyro-dvae checkpoint but not a judge; make one with `pyro-dvae judge train`")
+    settings = JudgeSettings.from_dict(payload["settings"])
+    net = _build_net(settings).to(device)
+    try:
+        net.load_state_dict(payload["model"])
+    except RuntimeError:
+        raise UserInputError(
+            f"{path} was written by another version of the judge; rebuild it with `pyro-dvae judge train`"
+        ) from None
+    return Judge(net.eval(), settings, payload.get("report", {}), Path(path))
+
+
+def get_judge(settings: JudgeSettings, device: str | torch.device = "cpu", progress: bool = True,
+              retrain: bool = False) -> Judge:
+    """The cached judge for ``settings``, trained and cached first if missing (or ``retrain``)."""
+    path = cache_dir() / f"{judge_key(settings)}.pt"
+    if path.is_file() and not retrain:
+        return load_judge(path, device)
+    judge = train_judge(settings, device, progress)
+    try:
+        save_judge(judge, path)
+    except OSError as err:
+        raise UserInputError(
+            f"cannot write the judge cache {path} ({err.strerror}); set PYRO_DVAE_CACHE to a writable folder"
+        ) from None
+    return judge
