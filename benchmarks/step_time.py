@@ -4,10 +4,12 @@ The floor ("plain torch") computes the same one-sample ELBO estimate by hand: sa
 same reparameterised draws, Bernoulli log-likelihood and Gaussian log densities, no Pyro. The
 "pyro (trainer)" row is what `pyro-dvae train` runs (pyro_dvae.elbo.elbo_loss); "pyro Trace_ELBO"
 is Pyro's own class, which reads the loss back to the host every step. Data are fixed random
-frames so only the step is timed. Run on a quiet machine:
+frames so only the step is timed. Families other than the DVAE (``--models dsa``) have no
+hand-written floor; their row is the trainer's step. Run on a quiet machine:
 
-    python benchmarks/step_time.py                 # cpu and paper presets
+    python benchmarks/step_time.py                 # cpu and paper presets of the DVAE
     python benchmarks/step_time.py --presets cpu --steps 50 --device cuda
+    python benchmarks/step_time.py --models dvae dsa --presets cpu
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from pyro.infer import Trace_ELBO
 
 from pyro_dvae.config import preset
 from pyro_dvae.elbo import elbo_loss
-from pyro_dvae.model import DVAE
+from pyro_dvae.models import get_family
+from pyro_dvae.models.dvae import DVAE
 from pyro_dvae.nets import gaussian_params
 
 
@@ -68,6 +71,7 @@ VARIANTS = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", nargs="+", default=["cpu", "paper"])
+    parser.add_argument("--models", nargs="+", default=["dvae"], help="model families (default: dvae)")
     parser.add_argument("--steps", type=int, default=0, help="timed steps (default: 30 cpu, 3 paper)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
@@ -75,22 +79,25 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     print(f"machine: {platform.node()} | device: {name} | torch threads: {torch.get_num_threads()} | "
           f"torch {torch.__version__} | pyro {pyro.__version__}\n")
-    print("| preset | batch x N | image | variant | s/step | frames/s | vs floor |")
-    print("|---|---|---|---|---|---|---|")
-    for preset_name in args.presets:
-        cfg = preset(preset_name, "sprites")
-        steps = args.steps or (30 if preset_name != "paper" or device.type == "cuda" else 3)
-        b, n, s = cfg.train.batch_size, cfg.model.frames, cfg.model.image_size
-        x = torch.rand(b, n, 3, s, s, device=device).round()
-        floor = None
-        for variant, loss_fn in VARIANTS.items():
-            torch.manual_seed(0)
-            model = DVAE(cfg.model).to(device)
-            with pyro.validation_enabled(False):
-                sec = time_steps(loss_fn, model, x, steps, warmup=2 if steps > 3 else 1)
-            floor = floor or sec
-            print(f"| {preset_name} | {b} x {n} | {s} | {variant} | {sec:.4f} | {b * n / sec:,.0f} | "
-                  f"{100 * (sec / floor - 1):+.1f}% |", flush=True)
+    print("| model | preset | batch x frames | image | variant | s/step | frames/s | vs floor |")
+    print("|---|---|---|---|---|---|---|---|")
+    for family in args.models:
+        variants = VARIANTS if family == "dvae" else {"pyro (trainer)": VARIANTS["pyro (trainer)"]}
+        for preset_name in args.presets:
+            cfg = preset(preset_name, "sprites", family)
+            steps = args.steps or (30 if preset_name != "paper" or device.type == "cuda" else 3)
+            b, n, s = cfg.train.batch_size, cfg.model.frames, cfg.model.image_size
+            x = torch.rand(b, n, 3, s, s, device=device).round()
+            floor = None
+            for variant, loss_fn in variants.items():
+                torch.manual_seed(0)
+                model = get_family(family).build(cfg.model).to(device)
+                with pyro.validation_enabled(False):
+                    sec = time_steps(loss_fn, model, x, steps, warmup=2 if steps > 3 else 1)
+                floor = floor or sec
+                vs_floor = f"{100 * (sec / floor - 1):+.1f}%" if family == "dvae" else "n/a"
+                print(f"| {family} | {preset_name} | {b} x {n} | {s} | {variant} | {sec:.4f} | {b * n / sec:,.0f} | "
+                      f"{vs_floor} |", flush=True)
 
 
 if __name__ == "__main__":

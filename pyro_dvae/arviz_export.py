@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from . import posterior
-from .model import DVAE, SITE_F, SITE_Z
+from .models.base import SITE_F, SITE_Z, SequenceModel
 
 with warnings.catch_warnings():
     # ArviZ >= 0.22 announces its 1.0 refactor at import; it says nothing about this use.
@@ -60,7 +60,7 @@ def to_inference_data(f: Tensor, z: Tensor, sequence: Sequence[int], frame: Sequ
                         coords=coords, dims={SITE_F: list(F_DIMS), SITE_Z: list(Z_DIMS)}, attrs=attrs)
 
 
-def posterior_inference_data(model: DVAE, x: Tensor, sequence: Sequence[int], draws: int = 100,
+def posterior_inference_data(model: SequenceModel, x: Tensor, sequence: Sequence[int], draws: int = 100,
                              chains: int = 2, generator: torch.Generator | None = None,
                              attrs: dict | None = None) -> az.InferenceData:
     """Draw ``chains * draws`` times from the guide for sets x (K, T, C, S, S) and wrap the draws.

@@ -21,28 +21,33 @@ ELBOS = ("trace", "meanfield", "jit")
 
 @dataclass
 class ModelConfig:
-    """Architecture of the generative model and the pairwise guide (paper appendix C)."""
+    """Settings every model family shares (``family`` names it; see :mod:`pyro_dvae.models`).
 
+    A family's own config subclasses this with the fields only it reads (``DVAEConfig`` adds the
+    pair conv width and p(z|f); ``DSAConfig`` the LSTM width and the posterior's form), so a run's
+    ``[model]`` table holds exactly what its family reads.
+    """
+
+    family: str = "dvae"
     image_size: int = 64
     channels: int = 3
-    f_dim: int = 256
-    z_dim: int = 2
-    frames: int = 3  # N: frames compared pairwise to infer f
+    f_dim: int = 256  # static code (DrNet: content vector)
+    z_dim: int = 2  # dynamic code per frame (DrNet: pose vector)
+    frames: int = 3  # frames per training example: N compared pairwise (DVAE), T in a window (DSA)
     conv_width: int = 256  # filters of the frame feature convs and the decoder deconvs
-    pair_width: int = 512  # filters of Conv_C (pair maps) and Conv_F
     hidden: int = 512  # width of the dense layers
     likelihood: str = "bernoulli"
-    z_prior: str = "conditional-gaussian"  # p(z|f), a name registered in pyro_dvae.priors
-    f_prior: str = "standard-normal"  # p(f), likewise
+    f_prior: str = "standard-normal"  # p(f), a name registered in pyro_dvae.priors
 
     def validate(self) -> None:
+        """Check the shared fields; families extend this with their own checks."""
         if self.image_size not in (16, 32, 64, 128):
             raise UserInputError(f"image_size {self.image_size} unsupported; use 16, 32, 64 or 128")
         if self.channels not in (1, 3):
             raise UserInputError(f"channels must be 1 or 3, got {self.channels}")
-        if self.frames < 2:
-            raise UserInputError(f"frames (N) must be >= 2 for pairwise comparison, got {self.frames}")
-        for name in ("f_dim", "z_dim", "conv_width", "pair_width", "hidden"):
+        if self.frames < 1:
+            raise UserInputError(f"frames must be >= 1, got {self.frames}")
+        for name in ("f_dim", "z_dim", "conv_width", "hidden"):
             if getattr(self, name) < 1:
                 raise UserInputError(f"{name} must be positive, got {getattr(self, name)}")
         if self.likelihood not in LIKELIHOODS:
@@ -61,6 +66,7 @@ class TrainConfig:
     seed: int = 0
     elbo: str = "trace"  # trace: Monte Carlo KLs; meanfield: analytic KLs; jit: Pyro's JitTrace_ELBO
     kl_warmup: int = 0  # steps over which the KL terms are scaled up from 0 to 1 (0: none)
+    max_minutes: float = 0.0  # wall-clock budget: the run ends cleanly when it is spent (0: none)
     log_every: int = 50
     eval_every: int = 500
     checkpoint_every: int = 500
@@ -73,6 +79,8 @@ class TrainConfig:
                 raise UserInputError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise UserInputError(f"lr must be positive, got {self.lr}")
+        if not self.max_minutes >= 0:
+            raise UserInputError(f"max_minutes must be >= 0 (0: no budget), got {self.max_minutes}")
         if self.elbo not in ELBOS:
             raise UserInputError(f"unknown elbo {self.elbo!r}; use one of {', '.join(ELBOS)}")
         if self.elbo == "jit" and self.kl_warmup:
@@ -87,9 +95,15 @@ class DataConfig:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+def _default_model() -> ModelConfig:
+    from .models import get_family
+
+    return get_family("dvae").config_class()
+
+
 @dataclass
 class RunConfig:
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: ModelConfig = field(default_factory=_default_model)
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
 
@@ -103,11 +117,17 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        """Build from sections; ``[model] family`` picks the model's config class (default dvae,
+        so configs and checkpoints written before there were families load as they did)."""
+        from .models import get_family
+
         unknown = set(d) - {"model", "train", "data"}
         if unknown:
             raise UserInputError(f"unknown config section(s) {sorted(unknown)}; use model, train, data")
+        model = dict(d.get("model", {}))
+        family = get_family(model.setdefault("family", "dvae"))
         return cls(
-            model=_build(ModelConfig, d.get("model", {}), "model"),
+            model=_build(family.config_class, model, "model"),
             train=_build(TrainConfig, d.get("train", {}), "train"),
             data=_build(DataConfig, d.get("data", {}), "data"),
         )
@@ -115,9 +135,17 @@ class RunConfig:
     def override(self, section: str, **values: Any) -> RunConfig:
         """A copy with the given (non-None) fields of one section replaced."""
         values = {k: v for k, v in values.items() if v is not None}
-        return dataclasses.replace(
-            self, **{section: dataclasses.replace(getattr(self, section), **values)}
-        )
+        current = getattr(self, section)
+        names = {f.name for f in dataclasses.fields(current)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            owner = f"the {self.model.family} model" if section == "model" else f"[{section}]"
+            raise UserInputError(
+                f"{owner} has no setting {', '.join(unknown)}; its settings: {', '.join(sorted(names))}"
+            )
+        if section == "model" and values.get("family", self.model.family) != self.model.family:
+            raise UserInputError("a config's model family cannot be overridden; start from preset(..., family=...)")
+        return dataclasses.replace(self, **{section: dataclasses.replace(current, **values)})
 
 
 def _build(cls, values: dict[str, Any], section: str):
@@ -130,47 +158,21 @@ def _build(cls, values: dict[str, Any], section: str):
     return cls(**values)
 
 
-# Presets. `paper` is appendix C of Helminger et al. 2018; `cpu` was chosen by measurement
-# (benchmarks/step_time.py) so that the default Sprites run trains in about 15 minutes on 2 cores;
-# `tiny` exists for tests and smoke runs.
-_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    "paper": {
-        "model": dict(image_size=64, f_dim=256, z_dim=2, frames=3, conv_width=256,
-                      pair_width=512, hidden=512),
-        "train": dict(steps=43_000, batch_size=120, lr=1e-4, log_every=100, eval_every=2000,
-                      checkpoint_every=2000),
-    },
-    "cpu": {
-        "model": dict(image_size=32, f_dim=64, z_dim=2, frames=3, conv_width=64,
-                      pair_width=64, hidden=256),
-        "train": dict(steps=14_000, batch_size=32, lr=1e-3, kl_warmup=500, log_every=50,
-                      eval_every=1000, checkpoint_every=500),
-    },
-    "tiny": {
-        "model": dict(image_size=16, f_dim=8, z_dim=2, frames=3, conv_width=8, pair_width=8,
-                      hidden=32),
-        "train": dict(steps=20, batch_size=8, lr=1e-3, log_every=5, eval_every=10,
-                      checkpoint_every=10, eval_batches=1),
-    },
-}
-PRESETS = tuple(_PRESETS)
-
-# Paper settings that depend on the data set (appendix A): f is 64-dimensional for Moving MNIST.
-_PAPER_F_DIM = {"sprites": 256, "moving-mnist": 64, "moving-mnist-1": 64}
-_PAPER_STEPS = {"sprites": 43_000, "moving-mnist": 60_000, "moving-mnist-1": 60_000}
+#: Preset names every model family defines: ``paper`` (the family's published setting),
+#: ``cpu`` (chosen by measurement for a first run on a laptop-class CPU) and ``tiny`` (tests).
+PRESETS = ("paper", "cpu", "tiny")
 
 
-def preset(name: str, source: str = "sprites") -> RunConfig:
-    """The named preset for a data source (channels follow the source; paper dims follow the paper)."""
-    if name not in _PRESETS:
+def preset(name: str, source: str = "sprites", family: str = "dvae") -> RunConfig:
+    """The named preset of a model family for a data source (channels follow the source)."""
+    from .models import get_family
+
+    if name not in PRESETS:
         raise UserInputError(f"unknown preset {name!r}; use one of {', '.join(PRESETS)}")
-    p = _PRESETS[name]
-    model = dict(p["model"])
-    train = dict(p["train"])
-    if name == "paper":
-        model["f_dim"] = _PAPER_F_DIM.get(source, model["f_dim"])
-        train["steps"] = _PAPER_STEPS.get(source, train["steps"])
-    return RunConfig(ModelConfig(**model), TrainConfig(**train), DataConfig(source=source))
+    fam = get_family(family)
+    settings = fam.preset(name, source)
+    return RunConfig(fam.config_class(**settings.get("model", {})), TrainConfig(**settings.get("train", {})),
+                     DataConfig(source=source))
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

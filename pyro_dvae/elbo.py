@@ -16,6 +16,7 @@ import pyro
 from pyro import poutine
 from pyro.distributions.util import scale_and_mask
 from pyro.infer import JitTrace_ELBO
+from pyro.poutine.util import prune_subsample_sites
 from torch import Tensor
 from torch.distributions import kl_divergence
 
@@ -27,6 +28,9 @@ def elbo_loss(model: Callable, guide: Callable, *args, analytic_kl: bool = False
     model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
         *args, **kwargs
     )
+    # Plates are recorded as sample sites too; like Trace_ELBO, score only the real ones (a guide
+    # need not open every plate its model does).
+    guide_trace, model_trace = prune_subsample_sites(guide_trace), prune_subsample_sites(model_trace)
     elbo = 0.0
     for name, site in model_trace.nodes.items():
         if site["type"] != "sample":

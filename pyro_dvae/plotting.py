@@ -132,16 +132,46 @@ def dynamics_figure(loc: Tensor, scale: Tensor, frames: Tensor, title: str | Non
     return fig
 
 
-def training_curves(metrics: Sequence[dict]) -> Figure:
-    """ELBO per frame against step for the training batches and the held-out sets."""
+def trajectories_figure(posterior: Tensor, prior: Tensor, coordinates: Sequence[str],
+                        labels: Sequence[str] | None = None, title: str | None = None) -> Figure:
+    """Dynamic codes against the frame index, one panel per coordinate (at most two).
+
+    ``posterior`` and ``prior`` are (K, T, D): sequence k's posterior trajectory is drawn solid and
+    a prior trajectory drawn for the same sequence dashed, in the same colour.
+    """
+    n_panels = min(2, posterior.shape[-1])
+    fig, axes = plt.subplots(1, n_panels, figsize=(4.5 * n_panels, 3.2), squeeze=False)
+    frames = range(posterior.shape[1])
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for d, ax in enumerate(axes[0]):
+        for k in range(posterior.shape[0]):
+            colour = colours[k % len(colours)]
+            label = labels[k] if labels is not None else f"seq {k}"
+            ax.plot(frames, posterior[k, :, d].cpu(), "-o", color=colour, markersize=3, label=label)
+            ax.plot(frames, prior[k, :, d].cpu(), "--", color=colour, alpha=0.7)
+        ax.set_xlabel("frame")
+        ax.set_ylabel(coordinates[d])
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+_METRIC_LABELS = {"elbo_per_frame": "ELBO per frame (nats)"}
+
+
+def training_curves(metrics: Sequence[dict], metric: str = "elbo_per_frame") -> Figure:
+    """A per-frame training metric (default the ELBO) against step, training batches and held-out sets."""
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for split, style in (("train", "-"), ("test", "o-")):
-        rows = [m for m in metrics if m.get("split") == split]
+        rows = [m for m in metrics if m.get("split") == split and metric in m]
         if rows:
-            ax.plot([m["step"] for m in rows], [m["elbo_per_frame"] for m in rows], style,
+            ax.plot([m["step"] for m in rows], [m[metric] for m in rows], style,
                     label="held-out" if split == "test" else "training batches", markersize=3)
     ax.set_xlabel("step")
-    ax.set_ylabel("ELBO per frame (nats)")
+    ax.set_ylabel(_METRIC_LABELS.get(metric, metric.replace("_", " ")))
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()

@@ -1,80 +1,62 @@
 """Posterior and prior queries on a trained model: encode, reconstruct, swap, sample, manifold.
 
-All functions take a :class:`~pyro_dvae.model.DVAE` and tensors on the model's device, run without
-gradients, and return tensors; figures are made from them in :mod:`pyro_dvae.plotting`.
-Frames are (B, T, C, S, S). For T > N the static code is inferred from random N-frame subsets
-(see :func:`infer_static`), since the guide compares exactly N frames.
+All functions take a model of any family (a :class:`~pyro_dvae.models.base.SequenceModel`) and
+tensors on its device, run without gradients, and return tensors; figures are made from them in
+:mod:`pyro_dvae.plotting`. Frames are (B, T, C, S, S). A query the model's family cannot answer
+(sampling a prior it does not have) raises :class:`~pyro_dvae.models.base.CapabilityError`.
+For the DVAE and T > N the static code is inferred from random N-frame subsets (see
+:func:`infer_static`), since its guide compares exactly N frames.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import math
 
 import torch
 from pyro import poutine
 from torch import Tensor
 
-from .model import DVAE, SITE_F, SITE_Z
+from .models.base import SITE_F, SITE_Z, Codes, SequenceModel, random_subsets
 
-
-class Codes(NamedTuple):
-    """Posterior means of a batch of sets: static ``f`` (B, f_dim) and dynamic ``z`` (B, T, z_dim).
-
-    A tuple, so ``f, z = encode(...)`` and ``decode(model, *codes)`` work.
-    """
-
-    f: Tensor
-    z: Tensor
-
-    def with_static(self, f: Tensor) -> Codes:
-        """The same dynamics under another static code: a swap of identity, z unchanged."""
-        return Codes(f, self.z)
-
-
-def random_subsets(x: Tensor, n: int, n_subsets: int,
-                   generator: torch.Generator | None = None) -> Tensor:
-    """``n_subsets`` random n-frame subsets of each set of x (B, T, ...): (K, B, n, ...)."""
-    if x.shape[1] < n:
-        raise ValueError(f"sets have {x.shape[1]} frames; the model compares N={n}")
-    idx = torch.rand(n_subsets, *x.shape[:2], generator=generator, device=x.device).argsort(-1)[..., :n]
-    idx = idx.reshape(*idx.shape, *([1] * (x.dim() - 2))).expand(-1, -1, -1, *x.shape[2:])
-    return torch.gather(x.expand(n_subsets, *x.shape), 2, idx)
+__all__ = [
+    "Codes", "decode", "dynamics_draws", "encode", "infer_dynamic", "infer_static", "interpolate_static",
+    "latent_manifold", "posterior_draws", "principal_directions", "prior_grid", "random_subsets", "reconstruct",
+    "sample_prior", "static_consistency", "subset_static", "swap", "swap_grid",
+]
 
 
 @torch.no_grad()
-def subset_static(model: DVAE, x: Tensor, n_subsets: int = 8,
+def subset_static(model: SequenceModel, x: Tensor, n_subsets: int = 8,
                   generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-    """Mean and scale of q(f | x_S) for each of ``n_subsets`` random N-frame subsets S of each set.
+    """Mean and scale of the static posterior for ``n_subsets`` random subsets of each set.
 
-    Returns loc, scale of shape (n_subsets, B, f_dim).
+    Subsets have ``model.subset_frames`` frames (N for the DVAE), kept in order for families that
+    read order. Returns loc, scale of shape (n_subsets, B, f_dim).
     """
-    subsets = random_subsets(x, model.cfg.frames, n_subsets, generator)
-    posterior = model.static_posterior(subsets.flatten(0, 1))
+    subsets = random_subsets(x, model.subset_frames, n_subsets, generator, ordered=model.ordered)
+    loc, scale = model.encode_static(subsets.flatten(0, 1), generator)
     shape = (n_subsets, x.shape[0], -1)
-    return posterior.mean.reshape(shape), posterior.stddev.reshape(shape)
+    return loc.reshape(shape), scale.reshape(shape)
 
 
 @torch.no_grad()
-def infer_static(model: DVAE, x: Tensor, n_subsets: int = 8,
+def infer_static(model: SequenceModel, x: Tensor, n_subsets: int = 8,
                  generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-    """Mean and scale of q(f | x_S), averaged over random N-frame subsets of each set.
+    """Mean and scale of the static posterior of each set: (B, f_dim) each.
 
-    Returns loc, scale of shape (B, f_dim). With T == N the set itself is the one subset.
+    For the DVAE, q(f | x_S) averaged over ``n_subsets`` random N-frame subsets when T > N
+    (with T == N the set itself is the one subset); other families read the whole sequence.
     """
-    if x.shape[1] == model.cfg.frames:
-        posterior = model.static_posterior(x)
-        return posterior.mean.squeeze(-2), posterior.stddev.squeeze(-2)
-    loc, scale = subset_static(model, x, n_subsets, generator)
-    return loc.mean(0), scale.mean(0)
+    return model.encode_static(x, generator, n_subsets)
 
 
 @torch.no_grad()
-def static_consistency(model: DVAE, x: Tensor, n_subsets: int = 8,
+def static_consistency(model: SequenceModel, x: Tensor, n_subsets: int = 8,
                        generator: torch.Generator | None = None) -> float:
     """Within-set over between-set variance of f's posterior mean (lower: f is more static).
 
-    Within: variance across random N-frame subsets of one set, averaged over sets. Between:
-    variance across sets of each set's average f. Both summed over f's dimensions.
+    Within: variance across random subsets of one set, averaged over sets. Between: variance
+    across sets of each set's average f. Both summed over f's dimensions.
     """
     codes, _ = subset_static(model, x, n_subsets, generator)
     within = codes.var(0).sum(-1).mean()
@@ -83,34 +65,31 @@ def static_consistency(model: DVAE, x: Tensor, n_subsets: int = 8,
 
 
 @torch.no_grad()
-def infer_dynamic(model: DVAE, x: Tensor, f: Tensor) -> tuple[Tensor, Tensor]:
-    """Mean and scale of q(z_t | f, x_t) for every frame: (B, T, z_dim) each; f is (B, f_dim)."""
-    posterior = model.dynamic_posterior(f.unsqueeze(-2), model.frame_features(x))
-    return posterior.mean, posterior.stddev
+def infer_dynamic(model: SequenceModel, x: Tensor, f: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean and scale of every frame's dynamic posterior given f (B, f_dim): (B, T, z_dim) each."""
+    return model.encode_dynamic(x, f)
 
 
 @torch.no_grad()
-def encode(model: DVAE, x: Tensor, generator: torch.Generator | None = None) -> Codes:
+def encode(model: SequenceModel, x: Tensor, generator: torch.Generator | None = None) -> Codes:
     """Posterior means: f (B, f_dim) and z (B, T, z_dim), each z_t inferred under its set's own f."""
-    f, _ = infer_static(model, x, generator=generator)
-    z, _ = infer_dynamic(model, x, f)
-    return Codes(f, z)
+    return model.encode(x, generator)
 
 
 @torch.no_grad()
-def decode(model: DVAE, f: Tensor, z: Tensor) -> Tensor:
+def decode(model: SequenceModel, f: Tensor, z: Tensor) -> Tensor:
     """Expected frames for f (B, f_dim) and z (B, T, z_dim): (B, T, C, S, S)."""
-    return model.pixel_mean(f.unsqueeze(-2), z)
+    return model.decode(f, z)
 
 
 @torch.no_grad()
-def reconstruct(model: DVAE, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+def reconstruct(model: SequenceModel, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """Decode the posterior means of x: same shape as x."""
     return decode(model, *encode(model, x, generator))
 
 
 @torch.no_grad()
-def swap(model: DVAE, x_static: Tensor, x_dynamic: Tensor,
+def swap(model: SequenceModel, x_static: Tensor, x_dynamic: Tensor,
          generator: torch.Generator | None = None) -> Tensor:
     """Frames with the f of ``x_static`` and the z's of ``x_dynamic`` (pairwise by batch row)."""
     f_a = encode(model, x_static, generator).f
@@ -118,13 +97,13 @@ def swap(model: DVAE, x_static: Tensor, x_dynamic: Tensor,
 
 
 @torch.no_grad()
-def swap_grid(model: DVAE, f: Tensor, z: Tensor) -> Tensor:
+def swap_grid(model: SequenceModel, f: Tensor, z: Tensor) -> Tensor:
     """Decode every static code f (A, f_dim) with every dynamic code z (B, z_dim): (A, B, C, S, S)."""
     return decode(model, f, z.expand(f.shape[0], *z.shape))
 
 
 @torch.no_grad()
-def interpolate_static(model: DVAE, f_start: Tensor, f_end: Tensor, z: Tensor, steps: int = 8) -> Tensor:
+def interpolate_static(model: SequenceModel, f_start: Tensor, f_end: Tensor, z: Tensor, steps: int = 8) -> Tensor:
     """Frames along the straight line from f_start to f_end (f_dim,) with z (T, z_dim) fixed.
 
     Returns (steps, T, C, S, S); the first and last steps decode f_start and f_end exactly.
@@ -139,17 +118,19 @@ def _guide_value(guide, site: str, x: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def posterior_draws(model: DVAE, x: Tensor, n_draws: int, generator: torch.Generator | None = None,
+def posterior_draws(model: SequenceModel, x: Tensor, n_draws: int, generator: torch.Generator | None = None,
                     frames_per_pass: int = 4096) -> tuple[Tensor, Tensor]:
-    """Independent draws from the guide: f ~ q(f | x_S), then z_t ~ q(z_t | f, x_t) for every frame.
+    """Independent draws from the guide: f ~ q(f | x), then z ~ q(z | f, x) for every frame.
 
-    For T > N each draw compares a fresh random N-frame subset S of each set (subsets from
-    ``generator``), so the spread of f includes its dependence on which frames were compared; for
-    T == N the set itself is S, as in :func:`infer_static`. Values are the guide's own sample sites
-    (``poutine.trace``), z drawn with f conditioned on the draw. Pyro samples from torch's global RNG.
+    For the DVAE and T > N each draw compares a fresh random N-frame subset S of each set (subsets
+    from ``generator``), so the spread of f includes its dependence on which frames were compared;
+    for T == N the set itself is S, as in :func:`infer_static`; other families read the whole
+    sequence. Values are the guide's own sample sites (``poutine.trace``), z drawn with f
+    conditioned on the draw. Pyro samples from torch's global RNG.
 
     Returns f (n_draws, B, f_dim) and z (n_draws, B, T, z_dim).
     """
+    model.require("guide")
     n_sets, n_frames = x.shape[:2]
     # Several draws per guide pass, bounded so that memory stays flat for long sequences.
     chunk = max(1, frames_per_pass // (n_sets * n_frames))
@@ -157,7 +138,8 @@ def posterior_draws(model: DVAE, x: Tensor, n_draws: int, generator: torch.Gener
     for start in range(0, n_draws, chunk):
         d = min(chunk, n_draws - start)
         repeated = x.expand(d, *x.shape)
-        compared = repeated if n_frames == model.cfg.frames else random_subsets(x, model.cfg.frames, d, generator)
+        subsets = not model.ordered and n_frames != model.cfg.frames
+        compared = random_subsets(x, model.cfg.frames, d, generator) if subsets else repeated
         f = _guide_value(model.guide, SITE_F, compared.flatten(0, 1))
         z = _guide_value(poutine.condition(model.guide, data={SITE_F: f}), SITE_Z, repeated.flatten(0, 1))
         f_draws.append(f.reshape(d, n_sets, -1))
@@ -166,11 +148,13 @@ def posterior_draws(model: DVAE, x: Tensor, n_draws: int, generator: torch.Gener
 
 
 @torch.no_grad()
-def sample_prior(model: DVAE, n_sets: int, n_frames: int) -> tuple[Tensor, Tensor, Tensor]:
-    """f ~ p(f), z_t ~ p(z | f); returns f (B, f_dim), z (B, T, z_dim), frames (B, T, C, S, S)."""
-    device = next(model.parameters()).device
-    f = model.f_prior((n_sets,)).sample().to(device)
-    z = model.z_prior(f.unsqueeze(-2)).sample((n_frames,)).squeeze(-2).transpose(0, 1)
+def sample_prior(model: SequenceModel, n_sets: int, n_frames: int) -> tuple[Tensor, Tensor, Tensor]:
+    """f ~ p(f), then the dynamics of n_frames from the family's prior given f.
+
+    Returns f (B, f_dim), z (B, T, z_dim), frames (B, T, C, S, S).
+    """
+    f = model.sample_static(n_sets)
+    z = model.sample_dynamics(f, n_frames)
     return f, z, decode(model, f, z)
 
 
@@ -188,19 +172,30 @@ def principal_directions(z: Tensor, k: int = 2) -> Tensor:
     return directions * torch.where(sign == 0, 1.0, sign)
 
 
+def dynamics_draws(model: SequenceModel, f: Tensor, n_draws: int) -> Tensor:
+    """``n_draws`` codes z_t from the family's prior given one f (f_dim,): (n_draws, z_dim).
+
+    i.i.d. draws for the DVAE; for sequential priors, the frames of training-length sequences.
+    """
+    length = model.cfg.frames if model.ordered else n_draws
+    z = model.sample_dynamics(f[None].expand(math.ceil(n_draws / length), -1), length)
+    return z.reshape(-1, z.shape[-1])[:n_draws]
+
+
 @torch.no_grad()
-def prior_grid(model: DVAE, f: Tensor, steps: int = 9, coverage: float = 0.9,
+def prior_grid(model: SequenceModel, f: Tensor, steps: int = 9, coverage: float = 0.9,
                n_draws: int = 2000, directions: Tensor | None = None) -> Tensor:
     """A regular (steps x steps, z_dim) grid over p(z | f) along two directions in z space.
 
-    The grid is centred at the per-dimension median of draws from p(z | f) and spans the central
+    The grid is centred at the per-dimension median of draws from p(z | f) (from
+    :func:`dynamics_draws`, so any family's prior works) and spans the central
     ``coverage`` quantiles of the draws' coordinates along each direction, so it works for any
     prior, not only Gaussian ones; it varies along the directions only. ``directions`` (2, z_dim),
     orthonormal rows, default to the two leading z axes (one for z_dim == 1); for z_dim > 2 pass
     e.g. :func:`principal_directions` of posterior z's. Row index moves along the first direction,
     column index along the second. f: (f_dim,).
     """
-    draws = model.z_prior(f[None]).sample((n_draws,)).reshape(n_draws, -1)
+    draws = dynamics_draws(model, f, n_draws)
     if directions is None:
         directions = torch.eye(draws.shape[1], device=draws.device)[:2]
     centre = torch.quantile(draws, 0.5, dim=0)
@@ -215,7 +210,7 @@ def prior_grid(model: DVAE, f: Tensor, steps: int = 9, coverage: float = 0.9,
 
 
 @torch.no_grad()
-def latent_manifold(model: DVAE, f: Tensor, steps: int = 9, directions: Tensor | None = None) -> Tensor:
+def latent_manifold(model: SequenceModel, f: Tensor, steps: int = 9, directions: Tensor | None = None) -> Tensor:
     """Decode a grid over p(z | f) for each f (K, f_dim): (K, steps, steps, C, S, S) (paper Fig. 3).
 
     ``directions``: see :func:`prior_grid` (shared by all panels, so they are comparable).

@@ -20,7 +20,8 @@ from .checkpoint import load_checkpoint
 from .config import RunConfig
 from .data import FrameSets, load_frame_sets
 from .errors import UserInputError
-from .model import DVAE
+from .models import get_family
+from .models.base import SequenceModel
 
 CONFIG_FILE = "config.toml"
 METRICS_FILE = "metrics.jsonl"
@@ -49,11 +50,11 @@ def read_metrics(path: Path) -> list[dict]:
 
 @dataclass
 class Run:
-    """A trained model with its configuration, step and run directory."""
+    """A trained model of any family with its configuration, step and run directory."""
 
     path: Path
     config: RunConfig
-    model: DVAE
+    model: SequenceModel
     step: int
 
     @classmethod
@@ -70,14 +71,16 @@ class Run:
         torch_device = resolve_device(device)
         payload = load_checkpoint(ckpt_path, map_location=torch_device)
         config = RunConfig.from_dict(payload["config"])
-        model = DVAE(config.model).to(torch_device)
+        model = get_family(config.model.family).build(config.model).to(torch_device)
         try:
             model.load_state_dict(payload["model"])
         except RuntimeError:
+            priors = " / ".join(repr(getattr(config.model, name)) for name in ("z_prior", "f_prior")
+                                if hasattr(config.model, name))
             raise UserInputError(
                 f"{ckpt_path} weights do not match its config: a prior registered under the name "
-                f"{config.model.z_prior!r} / {config.model.f_prior!r} differs from the one it was trained "
-                "with, or the file is damaged; register the original prior before loading"
+                f"{priors} differs from the one it was trained with, or the file is damaged; "
+                "register the original prior before loading"
             ) from None
         model.eval()
         return cls(ckpt_path.parent, config, model, int(payload["step"]))
@@ -91,10 +94,13 @@ class Run:
         return self.path / FIGURES_DIR
 
     def data(self, split: str = "test", source: str | None = None, **options) -> FrameSets:
-        """The run's data source (or another one) at the model's image size, on its device."""
+        """The run's data source (or another one) at the model's image size, on its device.
+
+        Ordered families get the ordered view of a source (for Sprites: the action sequences).
+        """
         merged = {**self.config.data.options, **options} if source is None else options
-        return load_frame_sets(source or self.config.data.source, split,
-                               image_size=self.config.model.image_size, device=self.device, **merged)
+        return load_frame_sets(source or self.config.data.source, split, image_size=self.config.model.image_size,
+                               device=self.device, ordered=self.model.ordered, **merged)
 
     def metrics(self) -> list[dict]:
         return read_metrics(self.path / METRICS_FILE)

@@ -1,11 +1,11 @@
-"""Stochastic variational inference for the DVAE: the training loop and its bookkeeping.
+"""The training loop of every model family, and its bookkeeping.
 
-The loop keeps everything on the training device: batches are rendered there, the ELBO is
-estimated from Pyro traces without reading the loss back (:mod:`pyro_dvae.elbo`), and the first
-non-finite step is recorded on the device too. The host reads the loss only every ``log_every``
-steps. Parameters are optimised with ``torch.optim.Adam`` directly rather than through Pyro's
-global parameter store, so that two models can live in one process (tests, notebooks) and the
-optimiser state checkpoints exactly (resume == uninterrupted run).
+One loop for all families: it draws the batches the family asks for (unordered N-frame subsets
+or ordered T-frame windows), hands them to the family's training plan
+(:mod:`pyro_dvae.models.plans`: SVI for the Pyro families), and keeps progress, metrics,
+checkpoints, exact resume, and NaN and Ctrl-C handling. Everything stays on the training device:
+batches are rendered there, the loss is not read back in the step, and the first non-finite step
+is recorded on the device too. The host reads the loss only every ``log_every`` steps.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import json
 import time
 from pathlib import Path
 
-import pyro
 import torch
 from tqdm.auto import tqdm
 
@@ -22,9 +21,8 @@ from . import plotting, posterior
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import RunConfig, to_toml
 from .data import FrameSets, load_frame_sets
-from .elbo import elbo_loss, jit_elbo_loss
 from .errors import TrainingDiverged, TrainingInterrupted, UserInputError
-from .model import DVAE
+from .models import get_family
 from .runs import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
@@ -47,14 +45,17 @@ def train(config: RunConfig, out: str | Path, *, progress: bool = True) -> Run:
 
 
 def resume(run_dir: str | Path, steps: int | None = None, device: str | None = None, *,
-           progress: bool = True) -> Run:
-    """Continue a run from its checkpoint up to ``steps`` total steps (default: its config's)."""
+           progress: bool = True, max_minutes: float | None = None) -> Run:
+    """Continue a run from its checkpoint up to ``steps`` total steps (default: its config's).
+
+    ``max_minutes`` replaces the run's wall-clock budget for this session (0: none).
+    """
     run_dir = Path(run_dir)
     if not (run_dir / CHECKPOINT_FILE).is_file():
         raise UserInputError(f"{run_dir} is not a run directory (no {CHECKPOINT_FILE}); pass the --out folder of a run")
     payload = load_checkpoint(run_dir / CHECKPOINT_FILE)
     config = RunConfig.from_dict(payload["config"])
-    config = config.override("train", steps=steps, device=device).validate()
+    config = config.override("train", steps=steps, device=device, max_minutes=max_minutes).validate()
     if config.train.steps <= payload["step"]:
         raise UserInputError(
             f"{run_dir} is already at step {payload['step']}; pass --steps larger than that"
@@ -64,8 +65,12 @@ def resume(run_dir: str | Path, steps: int | None = None, device: str | None = N
 
 class _Trainer:
     def __init__(self, config: RunConfig, out: Path, progress: bool):
+        # The wall-clock budget (--max-minutes) counts from here: data set-up is part of a run.
+        self.started = time.perf_counter()
         self.out, self.progress = out, progress
+        self.out_of_time = False
         self.device = resolve_device(config.train.device)
+        self.family = get_family(config.model.family)
         self.train_data = self._open(config, "train")
         self.test_data = self._open(config, "test")
         self.train_data.check_frames_per_set(config.model.frames)
@@ -76,26 +81,27 @@ class _Trainer:
 
     def _open(self, config: RunConfig, split: str) -> FrameSets:
         return load_frame_sets(config.data.source, split, image_size=config.model.image_size,
-                               device=self.device, **config.data.options)
+                               device=self.device, ordered=self.family.ordered, **config.data.options)
+
+    def _batch(self, data: FrameSets, generator: torch.Generator) -> torch.Tensor:
+        """What the family trains on: N distinct frames of a set, or T consecutive frames in order."""
+        if self.family.ordered:
+            return data.sample_windows(self.cfg.batch_size, self.config.model.frames, generator)
+        return data.sample(self.cfg.batch_size, self.config.model.frames, generator)
 
     # -- setup -------------------------------------------------------------------------------
     def _build(self, payload: dict | None) -> int:
         torch.manual_seed(self.cfg.seed)
-        self.model = DVAE(self.config.model).to(self.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr)
-        if self.cfg.elbo == "jit":
-            self._jit_loss = jit_elbo_loss(self.model)
+        self.model = self.family.build(self.config.model).to(self.device)
+        self.plan = self.family.plan_class(self.model, self.cfg)
         self.batch_rng = torch.Generator(self.device).manual_seed(self.cfg.seed + 1)
         eval_rng = torch.Generator(self.device).manual_seed(self.cfg.seed + 2)
         # A fixed held-out sample, so held-out ELBOs at different steps are comparable.
-        self.eval_batches = [
-            self.test_data.sample(self.cfg.batch_size, self.config.model.frames, eval_rng)
-            for _ in range(self.cfg.eval_batches)
-        ]
+        self.eval_batches = [self._batch(self.test_data, eval_rng) for _ in range(self.cfg.eval_batches)]
         if payload is None:
             return 0
         self.model.load_state_dict(payload["model"])
-        self.optimizer.load_state_dict(payload["optimizer"])
+        self.plan.load_state_dict(payload["optimizer"])
         torch.set_rng_state(payload["rng"]["torch"].cpu())
         if self.device.type == "cuda" and "cuda" in payload["rng"]:
             torch.cuda.set_rng_state(payload["rng"]["cuda"].cpu(), self.device)
@@ -120,28 +126,35 @@ class _Trainer:
         bar = tqdm(total=total, initial=step, disable=not self.progress, unit="step",
                    dynamic_ncols=True, desc="train")
         tick, tick_step = time.perf_counter(), step
+        budget_s = 60 * self.cfg.max_minutes if self.cfg.max_minutes else float("inf")
         self.model.train()
         try:
-            while step < total:
+            last = step >= total
+            while not last:
                 loss = self.step(step + 1)
                 step += 1  # counted once its update is applied: an interrupt saves whole steps
                 loss_sum += loss
                 # Python scalar, not torch.tensor(step): a host-to-device copy would sync.
                 first_bad.masked_fill_((first_bad < 0) & ~torch.isfinite(loss), step)
-                if step % self.cfg.log_every == 0 or step == total:
+                # The last step: the planned total, or the first one after the budget is spent
+                # (it then ends like a finished run: logged, evaluated, checkpointed, figures).
+                self.out_of_time = time.perf_counter() - self.started >= budget_s
+                last = step >= total or self.out_of_time
+                if step % self.cfg.log_every == 0 or last:
                     self._check_finite(first_bad)
                     now = time.perf_counter()
                     rate = (step - tick_step) / (now - tick)
-                    elbo = -loss_sum.item() / ((step - tick_step) * frames_per_batch)
-                    self._log({"step": step, "split": "train", "elbo_per_frame": elbo,
-                               "steps_per_s": rate, "kl_scale": self._kl_scale(step)})
-                    bar.set_postfix({"elbo/frame": f"{elbo:.1f}", "steps/s": f"{rate:.2f}"})
+                    value = -loss_sum.item() / ((step - tick_step) * frames_per_batch)
+                    self._log({"step": step, "split": "train", self.plan.metric: value,
+                               "steps_per_s": rate, "kl_scale": self.plan.kl_scale(step)})
+                    bar.set_postfix({self.plan.metric.replace("_per_", "/"): f"{value:.1f}",
+                                     "steps/s": f"{rate:.2f}"})
                     bar.update(step - bar.n)
                     loss_sum.zero_()
                     tick, tick_step = time.perf_counter(), step
-                if step % self.cfg.eval_every == 0 or step == total:
-                    self._log({"step": step, "split": "test", "elbo_per_frame": self.evaluate()})
-                if step % self.cfg.checkpoint_every == 0 or step == total:
+                if step % self.cfg.eval_every == 0 or last:
+                    self._log({"step": step, "split": "test", self.plan.metric: self.evaluate()})
+                if step % self.cfg.checkpoint_every == 0 or last:
                     self._check_finite(first_bad)
                     self.save(step)
         except KeyboardInterrupt:
@@ -153,28 +166,16 @@ class _Trainer:
                 f"`pyro-dvae train --resume {self.out} --steps {total}`"
             ) from None
         bar.close()
+        if self.out_of_time:
+            tqdm.write(f"the wall-clock budget of {self.cfg.max_minutes:g} min was spent at step {step} of "
+                       f"{total}; checkpoint saved (continue with --resume {self.out} --steps N)")
         self.model.eval()
         self.figures()
         return Run(self.out, self.config, self.model, step)
 
     def step(self, step: int) -> torch.Tensor:
-        """The ``step``-th SVI update; returns the detached loss. Nothing here reads the device."""
-        with pyro.validation_enabled(False):  # validation reads tensors back to the host
-            x = self.train_data.sample(self.cfg.batch_size, self.config.model.frames, self.batch_rng)
-            loss = self._loss(x, step)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-        return loss.detach()
-
-    def _loss(self, x: torch.Tensor, step: int) -> torch.Tensor:
-        if self.cfg.elbo == "jit":
-            return self._jit_loss(x)
-        return elbo_loss(self.model.model, self.model.guide, x,
-                         analytic_kl=self.cfg.elbo == "meanfield", kl_scale=self._kl_scale(step))
-
-    def _kl_scale(self, step: int) -> float:
-        return min(1.0, step / self.cfg.kl_warmup) if self.cfg.kl_warmup else 1.0
+        """The ``step``-th update; returns the detached loss. Nothing here reads the device."""
+        return self.plan.step(self._batch(self.train_data, self.batch_rng), step)
 
     def _check_finite(self, first_bad: torch.Tensor) -> None:
         bad = int(first_bad)
@@ -186,14 +187,12 @@ class _Trainer:
 
     @torch.no_grad()
     def evaluate(self) -> float:
-        """Held-out ELBO per frame on the fixed test batches (KL at full weight)."""
+        """The plan's metric per frame on the fixed test batches (ELBO: KL at full weight)."""
         was_training = self.model.training
         self.model.eval()
         # fork_rng: evaluating must not shift the training random stream (resume equality).
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            total = sum(elbo_loss(self.model.model, self.model.guide, x,
-                                  analytic_kl=self.cfg.elbo == "meanfield")
-                        for x in self.eval_batches)
+            total = sum(self.plan.heldout(x) for x in self.eval_batches)
         self.model.train(was_training)
         n_frames = sum(x.shape[0] * x.shape[1] for x in self.eval_batches)
         return -float(total) / n_frames
@@ -204,7 +203,7 @@ class _Trainer:
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
         save_checkpoint(self.out / CHECKPOINT_FILE, {
             "config": self.config.to_dict(), "step": step, "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(), "rng": rng,
+            "optimizer": self.plan.state_dict(), "rng": rng,
         })
 
     def _log(self, record: dict) -> None:
@@ -213,27 +212,29 @@ class _Trainer:
 
     @torch.no_grad()
     def figures(self) -> None:
-        """Reconstructions, prior samples, latent manifold and training curves of the run."""
+        """Reconstructions, prior samples and latent manifold (where the family has priors), curves."""
         fig_dir = self.out / FIGURES_DIR
+        model = self.model
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(self.cfg.seed)
             rng = torch.Generator(self.device).manual_seed(self.cfg.seed + 3)
             n_show = min(8, int(self.test_data.set_sizes.min()))
-            x = self.test_data.sample(6, n_show, rng)
-            recon = posterior.reconstruct(self.model, x, rng)
+            x = (self.test_data.sample_windows if self.family.ordered else self.test_data.sample)(6, n_show, rng)
+            recon = posterior.reconstruct(model, x, rng)
             pairs = torch.stack([x, recon], 1).flatten(0, 1)
             plotting.save_figure(plotting.frames_grid(
-                pairs, "held-out sets: data (odd rows) and reconstruction (even rows)",
+                pairs, "held-out sequences: data (odd rows) and reconstruction (even rows)",
                 row_labels=[f"{kind} {i}" for i in range(6) for kind in ("data", "recon")]),
                 fig_dir / "reconstructions.png")
-            _, _, samples = posterior.sample_prior(self.model, 6, 8)
-            plotting.save_figure(plotting.frames_grid(
-                samples, "prior samples: f ~ p(f) per row, z ~ p(z|f) per column"),
-                fig_dir / "prior_samples.png")
-            f, _ = posterior.encode(self.model, x[:4], rng)
-            plotting.save_figure(plotting.manifold_figure(posterior.latent_manifold(self.model, f, 7)),
-                                 fig_dir / "latent_manifold.png")
-        plotting.save_figure(plotting.training_curves(read_metrics(self.out / METRICS_FILE)),
+            if model.can("sample_static") and model.can("sample_dynamics"):
+                _, _, samples = posterior.sample_prior(model, 6, 8)
+                plotting.save_figure(plotting.frames_grid(
+                    samples, f"prior samples: f ~ p(f) per row, {model.dynamics_label} along the row"),
+                    fig_dir / "prior_samples.png")
+                f, _ = posterior.encode(model, x[:4], rng)
+                plotting.save_figure(plotting.manifold_figure(posterior.latent_manifold(model, f, 7)),
+                                     fig_dir / "latent_manifold.png")
+        plotting.save_figure(plotting.training_curves(read_metrics(self.out / METRICS_FILE), self.plan.metric),
                              fig_dir / "training_curves.png")
 
 

@@ -118,7 +118,9 @@ def test_judge_file_round_trip_and_cache(sprites_judge, tmp_path, monkeypatch):
         assert torch.allclose(a, b)
     # The cache trains once per key, then loads.
     calls = []
-    monkeypatch.setattr(judges, "train_judge", lambda s, d, p: calls.append(s) or judges.Judge(sprites_judge.net, s))
+    # get_judge reads train_judge from judges.store, so the patch goes there.
+    monkeypatch.setattr(judges.store, "train_judge",
+                        lambda s, d, p: calls.append(s) or judges.Judge(sprites_judge.net, s))
     settings = dataclasses.replace(TINY_SPRITES_JUDGE, steps=7)
     first, second = get_judge(settings, progress=False), get_judge(settings, progress=False)
     assert len(calls) == 1 and first.key == second.key == judges.judge_key(settings)
@@ -146,8 +148,12 @@ def _report_keys(report: dict) -> set[str]:
     return {f"{s}.{m}" for s, ms in report["metrics"].items() for m in ms}
 
 
-def test_evaluate_cli_sprites_writes_the_documented_keys(sprites_judge, tmp_path):
-    config = preset("tiny", "sprites").override("data", options={"limit_identities": 3})
+_SPRITES_KEYS: dict[str, set[str]] = {}
+
+
+@pytest.mark.parametrize("family", ["dvae", "dsa"])
+def test_evaluate_cli_sprites_writes_the_documented_keys(sprites_judge, tmp_path, family):
+    config = preset("tiny", "sprites", family).override("data", options={"limit_identities": 3})
     train(config.override("train", steps=3), tmp_path / "run", progress=False)
     judge_file = save_judge(sprites_judge, tmp_path / "judge.pt")
     out = tmp_path / "eval.json"
@@ -156,8 +162,12 @@ def test_evaluate_cli_sprites_writes_the_documented_keys(sprites_judge, tmp_path
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     assert report["protocol"] == "sprites" and report["n_sequences"] == 12 and report["seeds"] == 2
+    assert report["model"] == family
     keys = _report_keys(report)
     assert keys and keys <= _documented_keys()
+    # Every family is judged by the same protocol: the same JSON keys.
+    _SPRITES_KEYS[family] = keys
+    assert len(set(map(frozenset, _SPRITES_KEYS.values()))) == 1
     assert {"dynamics_kept.is", "dynamics_kept.h_y", "swap.action", "static_kept.hair"} <= keys
     for value in (v for ms in report["metrics"].values() for v in ms.values()):
         assert len(value["per_seed"]) == 2 and math.isfinite(value["mean"])

@@ -9,10 +9,11 @@ from pyro import poutine
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 from torch import nn
 
-from pyro_dvae.config import ModelConfig, preset
+from pyro_dvae.config import preset
 from pyro_dvae.elbo import elbo_loss
 from pyro_dvae.errors import UserInputError
 from pyro_dvae.model import DVAE, PLATE_FRAMES, PLATE_SETS, SITE_F, SITE_X, SITE_Z
+from pyro_dvae.models.dvae import DVAEConfig
 from pyro_dvae.nets import gaussian_params
 from pyro_dvae.priors import make_z_prior, register_z_prior, z_prior_names
 
@@ -119,13 +120,13 @@ def test_model_samples_without_data():
 
 def test_config_validation_rejects_bad_values():
     with pytest.raises(UserInputError, match="frames"):
-        DVAE(ModelConfig(frames=1))
+        DVAE(DVAEConfig(frames=1))
     with pytest.raises(UserInputError, match="image_size"):
-        DVAE(ModelConfig(image_size=48))
+        DVAE(DVAEConfig(image_size=48))
     with pytest.raises(UserInputError, match="likelihood"):
-        DVAE(ModelConfig(likelihood="poisson"))
+        DVAE(DVAEConfig(likelihood="poisson"))
     with pytest.raises(UserInputError, match="unknown z prior 'nope'"):
-        DVAE(ModelConfig(z_prior="nope"))
+        DVAE(DVAEConfig(z_prior="nope"))
 
 
 # A prior written against the public interface, inside this test file: p(z | f) as a mixture of

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from pyro_dvae import posterior
-from pyro_dvae import training as train_module
 from pyro_dvae.checkpoint import load_checkpoint, save_checkpoint
 from pyro_dvae.data import load_frame_sets
 from pyro_dvae.errors import TrainingDiverged, TrainingInterrupted, UserInputError
+from pyro_dvae.models.plans import SVIPlan
 from pyro_dvae.runs import load_run
 from pyro_dvae.training import resume, train
 
@@ -86,7 +86,7 @@ def test_resume_equals_uninterrupted_run(tiny_config, tmp_path):
 
 
 def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tiny_config, tmp_path, monkeypatch):
-    real = train_module.elbo_loss
+    real = SVIPlan.loss
     calls = {"n": 0}
 
     def poisoned(*args, **kwargs):
@@ -94,7 +94,7 @@ def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tiny_config, tm
         loss = real(*args, **kwargs)
         return loss * float("nan") if calls["n"] == 13 else loss
 
-    monkeypatch.setattr(train_module, "elbo_loss", poisoned)
+    monkeypatch.setattr(SVIPlan, "loss", poisoned)
     config = tiny_config.override("train", steps=30, log_every=5, checkpoint_every=10, eval_every=100)
     with pytest.raises(TrainingDiverged, match="step 13"):
         train(config, tmp_path / "run", progress=False)
@@ -104,7 +104,7 @@ def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tiny_config, tm
 
 
 def test_ctrl_c_saves_a_checkpoint_that_resumes(tiny_config, tmp_path, monkeypatch):
-    real = train_module.elbo_loss
+    real = SVIPlan.loss
     calls = {"n": 0}
 
     def interrupted(*args, **kwargs):
@@ -113,7 +113,7 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes(tiny_config, tmp_path, monkeypat
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(train_module, "elbo_loss", interrupted)
+    monkeypatch.setattr(SVIPlan, "loss", interrupted)
     config = tiny_config.override("train", steps=20, checkpoint_every=100, eval_every=100)
     with pytest.raises(TrainingInterrupted, match="step 7"):
         train(config, tmp_path / "run", progress=False)
@@ -200,3 +200,15 @@ def test_training_step_never_synchronises_with_the_gpu(tiny_config, tmp_path):
             trainer.step(step)
     finally:
         torch.cuda.set_sync_debug_mode("default")
+
+
+def test_a_spent_wall_clock_budget_ends_the_run_like_a_finished_one(tiny_config, tmp_path, capsys):
+    config = tiny_config.override("train", steps=1000, max_minutes=1e-6, checkpoint_every=500, eval_every=500)
+    run = train(config, tmp_path / "run", progress=False)
+    assert run.step == 1 and load_run(tmp_path / "run").step == 1  # checkpointed where it stopped
+    assert [m["step"] for m in run.metrics() if m["split"] == "test"] == [1]
+    assert (run.figures_dir / "reconstructions.png").exists()
+    printed = capsys.readouterr()
+    assert "budget of 1e-06 min was spent at step 1 of 1000" in printed.out + printed.err
+    # Without a budget the run continues from there to its planned length.
+    assert resume(tmp_path / "run", steps=5, max_minutes=0, progress=False).step == 5

@@ -37,13 +37,12 @@ def _shared_options(default_out: str, default_sequences: int) -> Callable:
 @click.command("sample")
 @_shared_options("samples", 6)
 def sample_command(run_dir: Path, out: Path | None, sequences: int, frames: int, seed: int, device: str) -> None:
-    """Generate sequences from the prior (f ~ p(f), z_t ~ p(z|f)): PNG grids and index.md."""
-    from ..reports import output_folder, sample_report
+    """Generate sequences from the prior (f ~ p(f), then the family's dynamics prior): PNG grids and index.md."""
+    from ..reports import sample_report
     from ..runs import load_run
 
     run = load_run(run_dir, device)
-    out = output_folder(out or run.path / "samples")
-    sample_report(run, out, sequences, frames, seed, log=click.echo)
+    sample_report(run, out or run.path / "samples", sequences, frames, seed, log=click.echo)
 
 
 @click.command("inspect")
@@ -58,11 +57,10 @@ def sample_command(run_dir: Path, out: Path | None, sequences: int, frames: int,
 def inspect_command(run_dir: Path, out: Path | None, sequences: int, frames: int, seed: int, device: str,
                     source: str | None, data_options: tuple[str, ...], split: str, draws: int) -> None:
     """Explore a run's posterior: manifold, dynamics, reconstructions, swaps, ArviZ (PNGs, index.md)."""
-    from ..reports import inspect_report, output_folder
+    from ..reports import inspect_report
     from ..runs import load_run
 
     run = load_run(run_dir, device)
-    out = output_folder(out or run.path / "inspect")
+    out = out or run.path / "inspect"
     data = run.data(split, source, **parse_options(data_options))
-    click.echo(f"inspecting {run.path} (step {run.step}) on {data.name} ({split}, {len(data)} sets)")
     inspect_report(run, data, out, sequences, frames, draws, seed, log=click.echo)

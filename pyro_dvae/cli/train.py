@@ -10,16 +10,17 @@ import click
 
 from ..config import ELBOS, LIKELIHOODS, PRESETS, RunConfig, preset, read_config_file
 from ..errors import UserInputError
+from ..models import family_names
 from ..runs import resolve_device
 
 
-def parse_options(pairs: tuple[str, ...]) -> dict:
+def parse_options(pairs: tuple[str, ...], kind: str = "data", example: str = "digits=1") -> dict:
     """KEY=VALUE pairs -> dict; values parsed as JSON when they are JSON (numbers, true), else text."""
     options = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise UserInputError(f"data option {pair!r} is not KEY=VALUE; e.g. --data-option digits=1")
+            raise UserInputError(f"{kind} option {pair!r} is not KEY=VALUE; e.g. --{kind}-option {example}")
         try:
             options[key] = json.loads(value)
         except ValueError:
@@ -28,43 +29,53 @@ def parse_options(pairs: tuple[str, ...]) -> dict:
 
 
 def build_config(preset_name: str, data: str | None, config_file: Path | None, device: str,
-                 overrides: dict, data_options: dict) -> RunConfig:
-    """Preset, then the config file, then flags (each later one wins)."""
+                 overrides: dict, data_options: dict, model: str | None = None,
+                 model_options: dict | None = None) -> RunConfig:
+    """The model family's preset, then the config file, then flags (each later one wins)."""
     from_file = read_config_file(config_file) if config_file is not None else {}
     source = data or from_file.get("data", {}).get("source") or "sprites"
+    family = model or from_file.get("model", {}).get("family") or "dvae"
     if preset_name == "auto":
         preset_name = "paper" if resolve_device(device).type == "cuda" else "cpu"
-    merged = preset(preset_name, source).to_dict()
+    merged = preset(preset_name, source, family).to_dict()
     for section, values in from_file.items():
         if not isinstance(values, dict) or section not in merged:
             raise UserInputError(f"config file {config_file}: unknown section [{section}]; use model, train, data")
         merged[section].update(values)
+    merged["model"]["family"] = family
     config = RunConfig.from_dict(merged)
     config = config.override("data", source=source,
                              options={**config.data.options, **data_options} or None)
     model_keys = ("f_dim", "z_dim", "frames", "image_size", "likelihood", "z_prior")
-    config = config.override("model", **{k: overrides.get(k) for k in model_keys})
-    train_keys = ("steps", "batch_size", "lr", "seed", "elbo", "kl_warmup")
+    flags = {k: overrides[k] for k in model_keys if overrides.get(k) is not None}
+    config = config.override("model", **{**(model_options or {}), **flags})
+    train_keys = ("steps", "batch_size", "lr", "seed", "elbo", "kl_warmup", "max_minutes")
     config = config.override("train", device=device, **{k: overrides.get(k) for k in train_keys})
     return config.validate()
 
 
 @click.command("train")
+@click.option("--model", "model",
+              help=f"Model family: {', '.join(family_names())} (default dvae: Helminger et al. 2018, order-free; "
+                   "dsa: Li & Mandt 2018).")
 @click.option("--data", "data",
               help="Data source: sprites (default), moving-mnist, squares, ... or a path to your data.")
 @click.option("--preset", "preset_name", type=click.Choice(("auto", *PRESETS)), default="auto",
               show_default=True, help="Architecture and schedule; auto = paper on CUDA, cpu otherwise.")
 @click.option("--steps", type=click.IntRange(min=1), help="Total SVI steps of the run (also when resuming).")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Sets per step.")
-@click.option("--frames", type=click.IntRange(min=2), help="N: frames drawn per set and compared pairwise.")
+@click.option("--frames", type=click.IntRange(min=2),
+              help="Frames per training example: N drawn and compared pairwise (dvae), window length T (dsa).")
 @click.option("--f-dim", type=click.IntRange(min=1), help="Dimension of the static code f.")
 @click.option("--z-dim", type=click.IntRange(min=1), help="Dimension of the dynamic code z.")
 @click.option("--image-size", type=click.Choice(["16", "32", "64", "128"]), help="Side of the frames the model sees.")
 @click.option("--likelihood", type=click.Choice(LIKELIHOODS), help="Pixel likelihood p(x|f,z).")
-@click.option("--z-prior", help="Registered p(z|f) prior (conditional-gaussian, standard-normal, ...).")
+@click.option("--z-prior", help="DVAE: registered p(z|f) prior (conditional-gaussian, standard-normal, ...).")
 @click.option("--elbo", type=click.Choice(ELBOS),
               help="trace: Monte Carlo KLs; meanfield: analytic KLs; jit: Pyro JitTrace_ELBO.")
 @click.option("--kl-warmup", type=click.IntRange(min=0), help="Steps over which the KL weight rises to 1.")
+@click.option("--max-minutes", type=click.FloatRange(min=0),
+              help="Wall-clock budget: end the run cleanly (checkpoint, figures) when it is spent; 0 for none.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Adam learning rate.")
 @click.option("--seed", type=int, help="Random seed (weights, batches).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
@@ -76,29 +87,36 @@ def build_config(preset_name: str, data: str | None, config_file: Path | None, d
               help="Video/image folders: centre crop, or crop to the detected face (pip install pyro-dvae[video]).")
 @click.option("--data-option", "data_options", multiple=True, metavar="KEY=VALUE",
               help="Source option, e.g. digits=1 or limit_identities=50 (repeatable).")
+@click.option("--model-option", "model_options", multiple=True, metavar="KEY=VALUE",
+              help="A setting of the model family's config, e.g. posterior=full or rnn_hidden=64 for dsa "
+                   "(repeatable).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train_command(data, preset_name, device, out, resume, config_file, data_options, crop, quiet, **flags):
-    """Train a model by SVI and write a run directory (config, metrics, checkpoint, figures)."""
+def train_command(model, data, preset_name, device, out, resume, config_file, data_options, model_options, crop,
+                  quiet, **flags):
+    """Train a model (DVAE by default; --model dsa) and write a run directory (config, metrics, checkpoint, figures)."""
     from ..training import resume as resume_run
     from ..training import train
 
     if flags["image_size"] is not None:
         flags["image_size"] = int(flags["image_size"])
     if resume is not None:
-        changed = [k for k, v in flags.items() if v is not None and k != "steps"]
-        if changed or config_file or data_options or crop or out:
-            raise UserInputError("when resuming only --steps and --device may be given; "
+        changed = [k for k, v in flags.items() if v is not None and k not in ("steps", "max_minutes")]
+        if changed or config_file or data_options or model_options or model or crop or out:
+            raise UserInputError("when resuming only --steps, --max-minutes and --device may be given; "
                                  "the run's own config is used")
         click.echo(f"resuming {resume} on {resolve_device(device)}")
-        run = resume_run(resume, steps=flags["steps"], device=device, progress=not quiet)
+        run = resume_run(resume, steps=flags["steps"], device=device, progress=not quiet,
+                         max_minutes=flags["max_minutes"])
     else:
         options = {**parse_options(data_options), **({"crop": crop} if crop else {})}
-        config = build_config(preset_name, data, config_file, device, flags, options)
+        config = build_config(preset_name, data, config_file, device, flags, options, model,
+                              parse_options(model_options, "model", "posterior=full"))
         out = out or Path("runs") / f"{Path(str(config.data.source)).name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        click.echo(f"device: {resolve_device(device)}  preset: {_preset_label(preset_name, device)}  "
-                   f"data: {config.data.source}  steps: {config.train.steps}  out: {out}")
+        click.echo(f"model: {config.model.family}  device: {resolve_device(device)}  "
+                   f"preset: {_preset_label(preset_name, device)}  data: {config.data.source}  "
+                   f"steps: {config.train.steps}  out: {out}")
         run = train(config, out, progress=not quiet)
-    last = [m for m in run.metrics() if m["split"] == "test"]
+    last = [m for m in run.metrics() if m["split"] == "test" and "elbo_per_frame" in m]
     elbo = f"  held-out ELBO/frame {last[-1]['elbo_per_frame']:.2f}" if last else ""
     click.echo(f"done: step {run.step}{elbo}; figures in {run.figures_dir}")
 

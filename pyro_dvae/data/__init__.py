@@ -54,6 +54,7 @@ def load_frame_sets(
     split: str = "train",
     image_size: int | None = None,
     device: str | torch.device = "cpu",
+    ordered: bool = False,
     **options,
 ) -> FrameSets:
     """Open a data source as frame sets.
@@ -67,6 +68,10 @@ def load_frame_sets(
         a single set serves both).
     image_size : side of the square frames the model sees (resampled if needed).
     device : where frames are produced; the training device, so the GPU never waits for data.
+    ordered : the view of the source whose sets are sequences in temporal order, for families
+        that train on ordered windows (DSA). Only Sprites differs: its unordered view is one set
+        of 178 poses per identity, its ordered view the 9 action sequences of 8 frames per
+        identity (the standard protocol's). Other sources store their frames in order already.
     options : source-specific settings, e.g. ``limit_identities`` for Sprites, ``digits``,
         ``num_sequences``, ``sequence_length``, ``seed`` for Moving MNIST, ``crop``,
         ``channels``, ``min_frames``, ``test_fraction``, ``cache_dir`` for folders; an unknown
@@ -76,10 +81,11 @@ def load_frame_sets(
         raise UserInputError(f"unknown split {split!r}; use 'train' or 'test'")
     name = str(source)
     if name == "sprites":
-        from .sprites import Sprites
+        from .sprites import Sprites, SpritesActions
 
         return open_with_options(
-            Sprites, name, split=split, image_size=image_size, device=device, **options
+            SpritesActions if ordered else Sprites, name, split=split, image_size=image_size, device=device,
+            **options
         )
     if name == "squares":
         from .synthetic import ColouredSquares

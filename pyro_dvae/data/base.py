@@ -1,9 +1,11 @@
-"""The one data abstraction of the package: a collection of unordered frame sets.
+"""The one data abstraction of the package: a collection of frame sets.
 
-The method never uses temporal order, so every source (rendered Sprites identities, Moving MNIST
+The DVAE never uses temporal order, so every source (rendered Sprites identities, Moving MNIST
 sequences, a folder of videos, a folder of image folders) is presented the same way: ``n_sets``
-sets, set ``i`` holding ``set_sizes[i]`` frames. Training draws N distinct frames from each of a
-batch of sets; evaluation and inspection read a whole set in its stored order.
+sets, set ``i`` holding ``set_sizes[i]`` frames, stored in their temporal order where they have
+one. Order-free families train on N distinct frames drawn from each of a batch of sets
+(:meth:`FrameSets.sample`); sequential families (DSA) on windows of T consecutive frames
+(:meth:`FrameSets.sample_windows`); evaluation and inspection read a whole set in stored order.
 """
 
 from __future__ import annotations
@@ -85,6 +87,20 @@ class FrameSets(abc.ABC):
             torch.arange(width, device=self.device) >= sizes[:, None], float("inf")
         )
         return keys.argsort(dim=1)[:, :n_frames]
+
+    def sample_windows(
+        self, batch_size: int, length: int, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """A training batch (batch_size, length, C, H, W) of consecutive frames in stored order.
+
+        Sets are drawn uniformly with replacement, then a start frame uniformly among those that
+        leave ``length`` frames (one vectorised op on the device, whatever the set sizes).
+        """
+        set_idx = torch.randint(len(self), (batch_size,), generator=generator, device=self.device)
+        starts = self.set_sizes[set_idx] - length + 1
+        start = (torch.rand(batch_size, generator=generator, device=self.device) * starts).long()
+        start = torch.minimum(start, starts - 1)  # rand() < 1, but float rounding can reach it
+        return self.frames(set_idx[:, None], start[:, None] + torch.arange(length, device=self.device))
 
     def sequence(self, set_index: int) -> Tensor:
         """All frames of one set in stored order: (T, C, H, W)."""

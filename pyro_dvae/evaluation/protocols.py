@@ -26,8 +26,7 @@ import torch
 from torch import Tensor
 
 from .. import posterior
-from ..elbo import elbo_loss
-from ..model import DVAE
+from ..models.base import SequenceModel
 from ..runs import Run
 from .judges import Judge, default_settings, get_judge, resample, to_judge_size
 from .metrics import (
@@ -130,30 +129,23 @@ def _correct(name: str, probs: Tensor, labels: Tensor) -> Sums:
     return _mean_of(name, probs.argmax(-1) == labels)
 
 
-def _sample_dynamics(model: DVAE, f: Tensor, n_frames: int) -> Tensor:
-    """z_t ~ p(z | f), i.i.d. over t: (B, n_frames, z_dim) for f (B, f_dim)."""
-    return model.z_prior(f.unsqueeze(-2)).sample((n_frames,)).squeeze(-2).transpose(0, 1)
-
-
-def _sample_static(model: DVAE, n: int) -> Tensor:
-    """f ~ p(f): (n, f_dim) on the model's device."""
-    return model.f_prior((n,)).sample().to(next(model.parameters()).device)
-
-
-def label_free(model: DVAE, x: Tensor, codes: posterior.Codes, generator: torch.Generator) -> Sums:
-    """ELBO per frame (random N-frame subsets), MSE and PSNR of reconstructions, f consistency."""
-    subsets = posterior.random_subsets(x, model.cfg.frames, 1, generator)[0]
-    with torch.no_grad():
-        elbo = -float(elbo_loss(model.model, model.guide, subsets))
+def label_free(model: SequenceModel, x: Tensor, codes: posterior.Codes, generator: torch.Generator) -> Sums:
+    """ELBO per frame (where the family has one, on the frames it trains on: random N-frame subsets
+    for the DVAE, the whole ordered sequence for DSA), MSE and PSNR of reconstructions, f consistency."""
+    out: Sums = {}
+    if model.can("elbo_loss"):
+        frames = model.elbo_frames(x, generator)
+        with torch.no_grad():
+            elbo = -float(model.elbo_loss(frames))
+        out["reconstruction.elbo_per_frame"] = (elbo, frames.shape[0] * frames.shape[1])
     err = mse_per_frame(posterior.decode(model, *codes), x)
     ratio = posterior.static_consistency(model, x, STATIC_SUBSETS, generator)
-    return {"reconstruction.elbo_per_frame": (elbo, subsets.shape[0] * subsets.shape[1]),
-            **_mean_of("reconstruction.mse", err), **_mean_of("reconstruction.psnr", psnr(err)),
+    return {**out, **_mean_of("reconstruction.mse", err), **_mean_of("reconstruction.psnr", psnr(err)),
             # Weighted by batch size: each batch estimates the ratio from its own sets.
             "consistency.f_within_between_ratio": (ratio * x.shape[0], x.shape[0])}
 
 
-def sprites_terms(model: DVAE, judge: Judge, batch: Batch, codes: posterior.Codes,
+def sprites_terms(model: SequenceModel, judge: Judge, batch: Batch, codes: posterior.Codes,
                   generator: torch.Generator) -> tuple[Sums, Tensor]:
     """Judge accuracies of the Sprites protocol; also the action probabilities of the
     dynamics-kept sequences (for IS and the entropies, which need the whole test set)."""
@@ -172,10 +164,10 @@ def sprites_terms(model: DVAE, judge: Judge, batch: Batch, codes: posterior.Code
         attributes(f"reconstruction.{tag}_", attr_p, attrs)
         out.update(_correct(f"reconstruction.{tag}_action", action_p, action))
 
-    _, dyn_action = judge.sprites(posterior.decode(model, _sample_static(model, len(x)), z))
+    _, dyn_action = judge.sprites(posterior.decode(model, model.sample_static(len(x)), z))
     out.update(_correct("dynamics_kept.action_accuracy", dyn_action, action))
 
-    static_attr, _ = judge.sprites(posterior.decode(model, f, _sample_dynamics(model, f, x.shape[1])))
+    static_attr, _ = judge.sprites(posterior.decode(model, f, model.sample_dynamics(f, x.shape[1])))
     attributes("static_kept.", static_attr, attrs)
 
     partner = torch.randperm(len(x), generator=generator, device=x.device)
@@ -193,7 +185,7 @@ def _digit_offsets(images: Tensor) -> Tensor:
     return centre_of_mass(pixels[:, None])
 
 
-def mnist_terms(model: DVAE, judge: Judge, batch: Batch, codes: posterior.Codes,
+def mnist_terms(model: SequenceModel, judge: Judge, batch: Batch, codes: posterior.Codes,
                 generator: torch.Generator) -> Sums:
     """Digit accuracy on real, reconstructed and swapped frames; position error of swaps.
 
@@ -283,9 +275,9 @@ def evaluate_run(run: Run, *, seeds: int = 3, judge: Judge | None = None, limit:
         judge.to(run.device)
     make_batches = _sprites_batches if protocol == "sprites" else _frame_set_batches
     n, n_frames, _ = make_batches(run, limit, batch_size)
-    if n_frames < run.config.model.frames:
+    if n_frames < run.model.min_frames:
         raise UserInputError(f"the test sequences have {n_frames} frames but the model compares "
-                             f"N={run.config.model.frames}; evaluate a model trained with --frames {n_frames} or fewer")
+                             f"N={run.model.min_frames}; evaluate a model trained with --frames {n_frames} or fewer")
     per_seed = []
     with tqdm(total=n * seeds, desc="evaluate", unit="seq", disable=not progress, dynamic_ncols=True) as bar:
         for seed in range(seeds):
@@ -296,7 +288,8 @@ def evaluate_run(run: Run, *, seeds: int = 3, judge: Judge | None = None, limit:
         section, metric = name.split(".", 1)
         metrics[section][metric] = summarize([values[name] for values in per_seed])
     return {
-        "run": str(run.path), "step": run.step, "data": str(run.config.data.source), "protocol": protocol,
+        "run": str(run.path), "step": run.step, "model": run.config.model.family,
+        "data": str(run.config.data.source), "protocol": protocol,
         "seeds": seeds, "n_sequences": n, "frames_per_sequence": n_frames,
         "image_size": run.config.model.image_size,
         "judge": None if judge is None else {

@@ -22,24 +22,37 @@ import torch
 from pyro import poutine
 from torch import Tensor, nn
 
-from .config import ModelConfig
-from .nets import DynamicEncoder, Emitter, FrameFeatures, StaticEncoder
-from .priors import make_f_prior, make_z_prior
+from ...nets import Emitter, FrameFeatures
+from ...priors import make_f_prior, make_z_prior
+from ..base import (
+    FRAMES_DIM,
+    PLATE_FRAMES,
+    PLATE_SETS,
+    SETS_DIM,
+    SITE_F,
+    SITE_X,
+    SITE_Z,
+    PyroSequenceModel,
+    random_subsets,
+)
+from .config import DVAEConfig
+from .nets import DynamicEncoder, StaticEncoder
 
-# Sample-site and plate names, in one place: inspection, evaluation and tests refer to these.
-SITE_F, SITE_Z, SITE_X = "f", "z", "x"
-PLATE_SETS, PLATE_FRAMES = "sequences", "frames"
-SETS_DIM, FRAMES_DIM = -2, -1  # f has batch shape (B, 1); z and x have (B, N)
+__all__ = ["DVAE", "FRAMES_DIM", "PLATE_FRAMES", "PLATE_SETS", "SETS_DIM", "SITE_F", "SITE_X", "SITE_Z"]
 
 
-class DVAE(nn.Module):
+class DVAE(PyroSequenceModel):
     """Model p(f) p(z|f) p(x|f,z) and guide q(f|x_S) q(z|f,x) with shared networks.
 
     ``model`` and ``guide`` take ``x`` of shape (B, N, C, S, S) with values in [0, 1].
     ``kl_scale`` multiplies the latent sites' log densities in both (KL warm-up).
     """
 
-    def __init__(self, cfg: ModelConfig, z_prior: nn.Module | None = None,
+    family = "dvae"
+    ordered = False
+    dynamics_label = "z_t ~ p(z | f) i.i.d."
+
+    def __init__(self, cfg: DVAEConfig, z_prior: nn.Module | None = None,
                  f_prior: nn.Module | None = None):
         super().__init__()
         cfg.validate()
@@ -50,31 +63,9 @@ class DVAE(nn.Module):
         self.emitter = Emitter(cfg)
         self.z_prior = z_prior if z_prior is not None else make_z_prior(cfg)
         self.f_prior = f_prior if f_prior is not None else make_f_prior(cfg)
-        if cfg.likelihood == "gaussian":
-            # One learned pixel noise scale (log), shared by all pixels.
-            self.log_pixel_scale = nn.Parameter(torch.tensor(-2.0))
+        self._init_likelihood()
 
     # -- distributions -------------------------------------------------------------------
-    def observation_dist(self, f: Tensor, z: Tensor) -> dist.Distribution:
-        """p(x | f, z) with event shape (C, S, S)."""
-        logits = self.emitter(f, z)
-        kind = self.cfg.likelihood
-        if kind == "bernoulli":
-            # Targets are grey levels in [0, 1], outside Bernoulli's support {0, 1}; the paper's
-            # cross-entropy likelihood needs support validation off here (as in Pyro's VAE example).
-            d = dist.Bernoulli(logits=logits, validate_args=False)
-        elif kind == "continuous-bernoulli":
-            d = dist.ContinuousBernoulli(logits=logits)
-        else:
-            d = dist.Normal(torch.sigmoid(logits), self.log_pixel_scale.exp())
-        return d.to_event(3)
-
-    def pixel_mean(self, f: Tensor, z: Tensor) -> Tensor:
-        """Expected image E[x | f, z] in [0, 1]: what reconstructions and samples show."""
-        if self.cfg.likelihood == "continuous-bernoulli":
-            return self.observation_dist(f, z).mean
-        return torch.sigmoid(self.emitter(f, z))
-
     def static_posterior(self, x: Tensor) -> dist.Distribution:
         """q(f | x_S) for x of shape (B, N, C, S, S): batch (B, 1), event (f_dim,)."""
         loc, scale = self.static_encoder(self.frame_features(x))
@@ -111,3 +102,41 @@ class DVAE(nn.Module):
                 with poutine.scale(scale=kl_scale):
                     z = pyro.sample(SITE_Z, self.dynamic_posterior(f, h))
         return f, z
+
+    # -- the family's queries (pyro_dvae.models.base.SequenceModel) ------------------------
+    @property
+    def min_frames(self) -> int:
+        return self.cfg.frames
+
+    @property
+    def subset_frames(self) -> int:
+        return self.cfg.frames
+
+    def encode_static(self, x: Tensor, generator: torch.Generator | None = None,
+                      n_subsets: int = 8) -> tuple[Tensor, Tensor]:
+        """Mean and scale of q(f | x_S); for T > N averaged over ``n_subsets`` random N-frame subsets."""
+        if x.shape[1] == self.cfg.frames:
+            posterior = self.static_posterior(x)
+            return posterior.mean.squeeze(-2), posterior.stddev.squeeze(-2)
+        subsets = random_subsets(x, self.cfg.frames, n_subsets, generator)
+        posterior = self.static_posterior(subsets.flatten(0, 1))
+        shape = (n_subsets, x.shape[0], -1)
+        return posterior.mean.reshape(shape).mean(0), posterior.stddev.reshape(shape).mean(0)
+
+    def encode_dynamic(self, x: Tensor, f: Tensor) -> tuple[Tensor, Tensor]:
+        posterior = self.dynamic_posterior(f.unsqueeze(-2), self.frame_features(x))
+        return posterior.mean, posterior.stddev
+
+    def sample_dynamics(self, f: Tensor, n_frames: int) -> Tensor:
+        """z_t ~ p(z | f), i.i.d. over t."""
+        return self.z_prior(f.unsqueeze(-2)).sample((n_frames,)).squeeze(-2).transpose(0, 1)
+
+    def dynamics_prior(self, f: Tensor, z: Tensor) -> dist.Distribution:
+        """p(z | f) for every frame: the same at each t, whatever z_<t is."""
+        return self.z_prior(f.unsqueeze(-2)).expand(z.shape[:-1])
+
+    def elbo_frames(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """A random N-frame subset of each sequence (the guide compares exactly N frames)."""
+        if x.shape[1] == self.cfg.frames:
+            return x
+        return random_subsets(x, self.cfg.frames, 1, generator)[0]

@@ -1,0 +1,65 @@
+"""The DVAE's config fields beyond the shared ones, and its presets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ...config import ModelConfig
+from ...errors import UserInputError
+
+
+@dataclass
+class DVAEConfig(ModelConfig):
+    """Helminger et al. (2018), appendix C: the shared fields plus the pairwise guide's width and p(z|f).
+
+    ``frames`` is N, the number of frames drawn from a set and compared pairwise to infer f.
+    """
+
+    family: str = "dvae"
+    pair_width: int = 512  # filters of Conv_C (pair maps) and Conv_F
+    z_prior: str = "conditional-gaussian"  # p(z|f), a name registered in pyro_dvae.priors
+
+    def validate(self) -> None:
+        super().validate()
+        if self.frames < 2:
+            raise UserInputError(f"frames (N) must be >= 2 for pairwise comparison, got {self.frames}")
+        if self.pair_width < 1:
+            raise UserInputError(f"pair_width must be positive, got {self.pair_width}")
+
+
+# `paper` is appendix C of Helminger et al. 2018; `cpu` was chosen by measurement
+# (benchmarks/step_time.py) so that the default Sprites run trains in about 15 minutes on 2 cores;
+# `tiny` exists for tests and smoke runs.
+_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "paper": {
+        "model": dict(image_size=64, f_dim=256, z_dim=2, frames=3, conv_width=256,
+                      pair_width=512, hidden=512),
+        "train": dict(steps=43_000, batch_size=120, lr=1e-4, log_every=100, eval_every=2000,
+                      checkpoint_every=2000),
+    },
+    "cpu": {
+        "model": dict(image_size=32, f_dim=64, z_dim=2, frames=3, conv_width=64,
+                      pair_width=64, hidden=256),
+        "train": dict(steps=14_000, batch_size=32, lr=1e-3, kl_warmup=500, log_every=50,
+                      eval_every=1000, checkpoint_every=500),
+    },
+    "tiny": {
+        "model": dict(image_size=16, f_dim=8, z_dim=2, frames=3, conv_width=8, pair_width=8,
+                      hidden=32),
+        "train": dict(steps=20, batch_size=8, lr=1e-3, log_every=5, eval_every=10,
+                      checkpoint_every=10, eval_batches=1),
+    },
+}
+
+# Paper settings that depend on the data set (appendix A): f is 64-dimensional for Moving MNIST.
+_PAPER_F_DIM = {"sprites": 256, "moving-mnist": 64, "moving-mnist-1": 64}
+_PAPER_STEPS = {"sprites": 43_000, "moving-mnist": 60_000, "moving-mnist-1": 60_000}
+
+
+def dvae_presets(name: str, source: str) -> dict[str, dict[str, Any]]:
+    settings = {section: dict(values) for section, values in _PRESETS[name].items()}
+    if name == "paper":
+        settings["model"]["f_dim"] = _PAPER_F_DIM.get(source, settings["model"]["f_dim"])
+        settings["train"]["steps"] = _PAPER_STEPS.get(source, settings["train"]["steps"])
+    return settings
