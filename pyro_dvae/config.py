@@ -16,6 +16,7 @@ from typing import Any
 from .errors import UserInputError
 
 LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian")
+DECODERS = ("concat", "film")
 ELBOS = ("trace", "meanfield", "jit")
 
 
@@ -37,6 +38,8 @@ class ModelConfig:
     conv_width: int = 256  # filters of the frame feature convs and the decoder deconvs
     hidden: int = 512  # width of the dense layers
     likelihood: str = "bernoulli"
+    pixel_scale: float = 0.0  # gaussian likelihood: fixed pixel noise scale, or 0 to learn one
+    decoder: str = "concat"  # concat: the paper's [f, z] projection; film: f also modulates every deconv
     f_prior: str = "standard-normal"  # p(f), a name registered in pyro_dvae.priors
 
     def validate(self) -> None:
@@ -54,6 +57,10 @@ class ModelConfig:
             raise UserInputError(
                 f"unknown likelihood {self.likelihood!r}; use one of {', '.join(LIKELIHOODS)}"
             )
+        if not self.pixel_scale >= 0:
+            raise UserInputError(f"pixel_scale must be >= 0 (0: learned), got {self.pixel_scale}")
+        if self.decoder not in DECODERS:
+            raise UserInputError(f"unknown decoder {self.decoder!r}; use one of {', '.join(DECODERS)}")
 
 
 @dataclass

@@ -59,7 +59,12 @@ class FrameFeatures(nn.Module):
 
 
 class Emitter(nn.Module):
-    """Parameterises p(x | f, z): [f, z] -> per-pixel logits (..., C, S, S)."""
+    """Parameterises p(x | f, z): [f, z] -> per-pixel logits (..., C, S, S).
+
+    ``decoder = "concat"`` (the paper's): [f, z] is projected to a 4x4 map and upsampled by
+    deconvolutions. ``"film"``: in addition, f sets a per-channel scale and shift of every hidden
+    deconvolution's output (FiLM), so identity reaches every resolution of the image directly.
+    """
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -76,12 +81,31 @@ class Emitter(nn.Module):
             if not last:
                 layers.append(nn.LeakyReLU(0.2))
         self.deconv = nn.Sequential(*layers)
+        self.n_modulated = n - 1  # every deconvolution but the one that outputs pixels
+        if getattr(cfg, "decoder", "concat") == "film" and self.n_modulated:
+            self.film = nn.Linear(cfg.f_dim, 2 * self.n_modulated * cfg.conv_width)
+            nn.init.zeros_(self.film.weight)  # starts as the concat decoder: scale 1, shift 0
+            nn.init.zeros_(self.film.bias)
+        else:
+            self.film = None
 
     def forward(self, f: Tensor, z: Tensor) -> Tensor:
         f = f.expand(*z.shape[:-1], f.shape[-1])
         lead = z.shape[:-1]
-        h = self.project(torch.cat([f, z], dim=-1).reshape(-1, f.shape[-1] + z.shape[-1]))
-        logits = self.deconv(h.reshape(-1, self.width, FEATURE_SIDE, FEATURE_SIDE))
+        f_flat = f.reshape(-1, f.shape[-1])
+        h = self.project(torch.cat([f_flat, z.reshape(-1, z.shape[-1])], dim=-1))
+        h = h.reshape(-1, self.width, FEATURE_SIDE, FEATURE_SIDE)
+        if self.film is None:
+            logits = self.deconv(h)
+        else:
+            scales_shifts = self.film(f_flat)[..., None, None].chunk(2 * self.n_modulated, dim=1)
+            layer = 0
+            for module in self.deconv:
+                h = module(h)
+                if isinstance(module, nn.ConvTranspose2d) and layer < self.n_modulated:
+                    h = h * (1 + scales_shifts[2 * layer]) + scales_shifts[2 * layer + 1]
+                    layer += 1
+            logits = h
         return logits.reshape(*lead, *logits.shape[1:])
 
 

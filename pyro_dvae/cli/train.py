@@ -46,7 +46,7 @@ def build_config(preset_name: str, data: str | None, config_file: Path | None, d
     config = RunConfig.from_dict(merged)
     config = config.override("data", source=source,
                              options={**config.data.options, **data_options} or None)
-    model_keys = ("f_dim", "z_dim", "frames", "image_size", "likelihood", "z_prior")
+    model_keys = ("f_dim", "z_dim", "frames", "image_size", "likelihood", "z_prior", "f_prior")
     flags = {k: overrides[k] for k in model_keys if overrides.get(k) is not None}
     config = config.override("model", **{**(model_options or {}), **flags})
     train_keys = ("steps", "batch_size", "lr", "seed", "elbo", "kl_warmup", "max_minutes")
@@ -71,6 +71,7 @@ def build_config(preset_name: str, data: str | None, config_file: Path | None, d
 @click.option("--image-size", type=click.Choice(["16", "32", "64", "128"]), help="Side of the frames the model sees.")
 @click.option("--likelihood", type=click.Choice(LIKELIHOODS), help="Pixel likelihood p(x|f,z).")
 @click.option("--z-prior", help="DVAE: registered p(z|f) prior (conditional-gaussian, standard-normal, ...).")
+@click.option("--f-prior", help="Registered p(f) prior (standard-normal, flow, ...).")
 @click.option("--elbo", type=click.Choice(ELBOS),
               help="trace: Monte Carlo KLs; meanfield: analytic KLs; jit: Pyro JitTrace_ELBO.")
 @click.option("--kl-warmup", type=click.IntRange(min=0), help="Steps over which the KL weight rises to 1.")

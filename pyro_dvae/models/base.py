@@ -165,7 +165,7 @@ class PyroSequenceModel(SequenceModel):
     f_prior: nn.Module
 
     def _init_likelihood(self) -> None:
-        if self.cfg.likelihood == "gaussian":
+        if self.cfg.likelihood == "gaussian" and not self.cfg.pixel_scale:
             # One learned pixel noise scale (log), shared by all pixels.
             self.log_pixel_scale = nn.Parameter(torch.tensor(-2.0))
 
@@ -180,7 +180,8 @@ class PyroSequenceModel(SequenceModel):
         elif kind == "continuous-bernoulli":
             d = dist.ContinuousBernoulli(logits=logits)
         else:
-            d = dist.Normal(torch.sigmoid(logits), self.log_pixel_scale.exp())
+            scale = self.cfg.pixel_scale or self.log_pixel_scale.exp()
+            d = dist.Normal(torch.sigmoid(logits), scale)
         return d.to_event(3)
 
     def pixel_mean(self, f: Tensor, z: Tensor) -> Tensor:
