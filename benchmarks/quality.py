@@ -10,6 +10,12 @@ cached first if missing:
     python benchmarks/quality.py                                   # the DVAE's default run, 3 seeds
     python benchmarks/quality.py --model dsa --max-minutes 15       # DSA at the same budget
     python benchmarks/quality.py --steps 5 --limit 18 --train-seeds 1 --seeds 1   # a smoke check
+    python benchmarks/quality.py --curve 5 15 30 60 --train-seeds 1   # quality after 5, 15, 30, 60 min
+
+``--curve`` trains each seed in chunks of wall-clock time (``resume`` with ``--max-minutes``; a
+resumed run equals an uninterrupted one) and evaluates after each, so one 60-minute run gives the
+whole curve; the minutes count training (data set-up and held-out ELBOs included), not the
+evaluations between chunks.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from pathlib import Path
 import pyro
 import torch
 
-from pyro_dvae import train
+from pyro_dvae import resume, train
 from pyro_dvae.config import preset
 from pyro_dvae.evaluation import evaluate_run, load_judge
 
@@ -66,7 +72,11 @@ def main() -> None:
     parser.add_argument("--judge", type=Path, help="judge file (default: the cached default judge)")
     parser.add_argument("--out", type=Path, help="folder of the runs (default runs/quality-MODEL-TIME)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--curve", type=float, nargs="+", metavar="MINUTES",
+                        help="evaluate after each of these cumulative training minutes")
     args = parser.parse_args()
+    if args.curve:
+        return curve(args)
 
     base = preset("cpu", "sprites", args.model).override(
         "train", steps=args.steps, device=args.device, max_minutes=args.max_minutes)
@@ -115,6 +125,43 @@ def main() -> None:
         values = metric(name)
         std = statistics.stdev(values) if len(values) > 1 else 0.0
         print(f"| `{name}` | {statistics.fmean(values):.4f} | {std:.4f} |")
+
+
+def curve(args: argparse.Namespace) -> None:
+    """Quality against training minutes (and steps): one run per seed, evaluated between chunks."""
+    base = preset("cpu", "sprites", args.model).override("train", steps=10**7, device=args.device, max_minutes=0)
+    root = args.out or Path("runs") / f"curve-{args.model}-{time.strftime('%Y%m%d-%H%M%S')}"
+    judge = load_judge(args.judge) if args.judge else None
+    marks = sorted(args.curve)
+    rows: dict[float, list[dict]] = {m: [] for m in marks}
+    for seed in range(args.train_seeds):
+        folder, spent = root / f"seed{seed}", 0.0
+        for mark in marks:
+            start = time.perf_counter()
+            if spent == 0:
+                run = train(base.override("train", seed=seed, max_minutes=mark), folder, progress=True)
+            else:
+                run = resume(folder, steps=10**7, max_minutes=mark - spent, progress=True)
+            spent += (time.perf_counter() - start) / 60
+            report = evaluate_run(run, seeds=args.seeds, judge=judge, limit=args.limit)
+            (folder / f"evaluation-{mark:g}min.json").write_text(json.dumps(report, indent=2) + "\n")
+            rows[mark].append({"steps": run.step, "minutes": spent, "metrics": {
+                f"{s}.{m}": v["mean"] for s, ms in report["metrics"].items() for m, v in ms.items()}})
+    print(f"\nmachine: {machine()}")
+    print(f"model: {args.model}, cpu preset without its budget, {args.train_seeds} training seed(s) x {args.seeds} "
+          f"evaluation seed(s) on {report['n_sequences']} test sequences; runs in {root}\n")
+    print("| minutes | steps | " + " | ".join(label for _, _, label in HEADS) + " | IS | H(y\\|x) |")
+    print("|" + "---|" * (len(HEADS) + 4))
+    for mark in marks:
+        results = rows[mark]
+
+        def metric(name: str, results=results) -> list[float]:
+            return [r["metrics"][name] for r in results]
+
+        steps = [r["steps"] for r in results]
+        print(f"| {mark:g} | {min(steps)}-{max(steps)} | "
+              + " | ".join(spread(metric(f"{s}.{m}"), 100, 1) + "%" for s, m, _ in HEADS)
+              + f" | {spread(metric('dynamics_kept.is'), 1, 2)} | {spread(metric('dynamics_kept.h_y_given_x'))} |")
 
 
 if __name__ == "__main__":
