@@ -33,10 +33,7 @@ def subset_static(model: SequenceModel, x: Tensor, n_subsets: int = 8,
     Subsets have ``model.subset_frames`` frames (N for the DVAE), kept in order for families that
     read order. Returns loc, scale of shape (n_subsets, B, f_dim).
     """
-    subsets = random_subsets(x, model.subset_frames, n_subsets, generator, ordered=model.ordered)
-    loc, scale = model.encode_static(subsets.flatten(0, 1), generator)
-    shape = (n_subsets, x.shape[0], -1)
-    return loc.reshape(shape), scale.reshape(shape)
+    return model.static_subsets(x, model.subset_frames, n_subsets, generator)
 
 
 @torch.no_grad()

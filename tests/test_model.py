@@ -171,3 +171,63 @@ def test_standard_normal_prior_ignores_f():
     d1, d2 = prior(torch.randn(4, 1, cfg.f_dim)), prior(torch.randn(4, 1, cfg.f_dim))
     assert d1.batch_shape == (4, 1) and d1.event_shape == (cfg.z_dim,)
     assert torch.equal(d1.mean, d2.mean) and torch.equal(d1.stddev, torch.ones_like(d1.stddev))
+
+
+# -- options of the quality study: FiLM decoder, flow p(f), fixed Gaussian pixel scale ----------------
+
+OPTIONS = [dict(decoder="film"), dict(f_prior="flow"), dict(likelihood="gaussian", pixel_scale=0.1)]
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: "-".join(map(str, o.values())))
+def test_options_keep_sites_shapes_and_pyros_elbo(options):
+    model = tiny_model(**options)
+    x = torch.rand(4, 3, 3, 16, 16)
+    model_trace, _ = traces(model, x)
+    model_trace.compute_log_prob()
+    assert model_trace.nodes[SITE_F]["value"].shape == (4, 1, 8)
+    assert model_trace.nodes[SITE_F]["log_prob"].shape == (4, 1)
+    assert model_trace.nodes[SITE_X]["log_prob"].shape == (4, 3)
+    torch.manual_seed(3)
+    ours = elbo_loss(model.model, model.guide, x)
+    torch.manual_seed(3)
+    assert torch.allclose(ours, Trace_ELBO().differentiable_loss(model.model, model.guide, x), rtol=1e-5)
+    # Every parameter the option adds is trained by the ELBO.
+    grads = torch.autograd.grad(ours, list(model.parameters()), allow_unused=True)
+    assert all(g is not None for g in grads)
+
+
+def test_film_decoder_starts_as_concat_and_lets_f_reach_every_layer():
+    concat, film = tiny_model(), tiny_model(decoder="film")
+    film.load_state_dict(concat.state_dict(), strict=False)  # the shared layers; FiLM starts at zero
+    f, z = torch.randn(2, 1, 8), torch.randn(2, 3, 2)
+    assert torch.allclose(film.emitter(f, z), concat.emitter(f, z))
+    with torch.no_grad():
+        film.emitter.film.weight.normal_()
+    assert not torch.allclose(film.emitter(f, z), concat.emitter(f, z))
+    assert {name for name, _ in film.named_parameters()} - {name for name, _ in concat.named_parameters()} == {
+        "emitter.film.weight", "emitter.film.bias"}
+
+
+def test_flow_prior_is_a_normalised_density_that_samples_and_scores():
+    cfg = preset("tiny").model
+    cfg.f_dim, cfg.f_prior = 2, "flow"
+    prior = DVAE(cfg).f_prior
+    with torch.no_grad():
+        for p in prior.parameters():
+            p.normal_(0, 0.3)  # not the identity map
+        d = prior((3,))
+        assert d.batch_shape == (3,) and d.event_shape == (2,) and d.sample((5,)).shape == (5, 3, 2)
+        # Integrates to one: a Riemann sum of exp(log p) over a wide 2-D grid.
+        axis = torch.linspace(-8, 8, 401)
+        grid = torch.stack(torch.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 2)
+        mass = prior(()).log_prob(grid).exp().sum() * (axis[1] - axis[0]) ** 2
+    assert mass == pytest.approx(1.0, abs=0.02)
+
+
+def test_fixed_pixel_scale_has_no_learned_scale():
+    assert not hasattr(tiny_model(likelihood="gaussian", pixel_scale=0.1), "log_pixel_scale")
+    assert hasattr(tiny_model(likelihood="gaussian"), "log_pixel_scale")
+    with pytest.raises(UserInputError, match="pixel_scale"):
+        DVAE(DVAEConfig(likelihood="gaussian", pixel_scale=-1.0))
+    with pytest.raises(UserInputError, match="decoder"):
+        DVAE(DVAEConfig(decoder="mlp"))

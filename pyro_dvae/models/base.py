@@ -101,6 +101,15 @@ class SequenceModel(nn.Module):
         return max(2, self.cfg.frames // 2)
 
     # -- derived ------------------------------------------------------------------------------
+    def static_subsets(self, x: Tensor, n_frames: int, n_subsets: int,
+                       generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """Static posterior mean and scale for ``n_subsets`` random ``n_frames``-frame subsets of each
+        sequence (kept in order for families that read order): (n_subsets, B, f_dim) each."""
+        subsets = random_subsets(x, n_frames, n_subsets, generator, ordered=self.ordered)
+        loc, scale = self.encode_static(subsets.flatten(0, 1), generator)
+        shape = (n_subsets, x.shape[0], -1)
+        return loc.reshape(shape), scale.reshape(shape)
+
     def encode(self, x: Tensor, generator: torch.Generator | None = None) -> Codes:
         """Posterior means: f (B, f_dim) and z (B, T, z_dim), each z_t inferred under its sequence's f."""
         f, _ = self.encode_static(x, generator)

@@ -28,7 +28,17 @@ from torch import Tensor
 
 from ...nets import Emitter
 from ...priors import make_f_prior
-from ..base import FRAMES_DIM, PLATE_FRAMES, PLATE_SETS, SETS_DIM, SITE_F, SITE_X, SITE_Z, PyroSequenceModel
+from ..base import (
+    FRAMES_DIM,
+    PLATE_FRAMES,
+    PLATE_SETS,
+    SETS_DIM,
+    SITE_F,
+    SITE_X,
+    SITE_Z,
+    Codes,
+    PyroSequenceModel,
+)
 from .config import DSAConfig
 from .nets import (
     DynamicsPrior,
@@ -105,6 +115,11 @@ class DSA(PyroSequenceModel):
 
     def encode_dynamic(self, x: Tensor, f: Tensor) -> tuple[Tensor, Tensor]:
         return self.dynamic_encoder(self.frame_embedding(x), f)
+
+    def encode(self, x: Tensor, generator: torch.Generator | None = None) -> Codes:
+        e = self.frame_embedding(x)  # embedded once for both encoders
+        f, _ = self.static_encoder(e)
+        return Codes(f, self.dynamic_encoder(e, f)[0])
 
     def sample_dynamics(self, f: Tensor, n_frames: int) -> Tensor:
         """z_1:T unrolled from the LSTM prior (it does not read f: p(z) is independent of f)."""

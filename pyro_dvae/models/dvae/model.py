@@ -118,10 +118,19 @@ class DVAE(PyroSequenceModel):
         if x.shape[1] == self.cfg.frames:
             posterior = self.static_posterior(x)
             return posterior.mean.squeeze(-2), posterior.stddev.squeeze(-2)
-        subsets = random_subsets(x, self.cfg.frames, n_subsets, generator)
-        posterior = self.static_posterior(subsets.flatten(0, 1))
+        loc, scale = self.static_subsets(x, self.cfg.frames, n_subsets, generator)
+        return loc.mean(0), scale.mean(0)
+
+    def static_subsets(self, x: Tensor, n_frames: int, n_subsets: int,
+                       generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """q(f | x_S) for random N-frame subsets S: each frame's features are computed once and
+        shared by every subset that holds it (the pairwise encoder reads features, not pixels)."""
+        if n_frames != self.cfg.frames:
+            return super().static_subsets(x, n_frames, n_subsets, generator)
+        h = random_subsets(self.frame_features(x), n_frames, n_subsets, generator)
+        loc, scale = self.static_encoder(h.flatten(0, 1))
         shape = (n_subsets, x.shape[0], -1)
-        return posterior.mean.reshape(shape).mean(0), posterior.stddev.reshape(shape).mean(0)
+        return loc.reshape(shape), scale.reshape(shape)
 
     def encode_dynamic(self, x: Tensor, f: Tensor) -> tuple[Tensor, Tensor]:
         posterior = self.dynamic_posterior(f.unsqueeze(-2), self.frame_features(x))
