@@ -10,6 +10,7 @@ import torch
 from click.testing import CliRunner
 from pyro import poutine
 from pyro.infer import Trace_ELBO
+from squares_measures import centre, colour
 
 from pyro_dvae import posterior
 from pyro_dvae.cli import main
@@ -173,10 +174,10 @@ def test_dsa_learns_colour_in_f_position_in_z_and_motion_in_its_prior(tmp_path):
     xa, xb = test.frames(a[:, None], torch.arange(6)), test.frames(b[:, None], torch.arange(6))
     differ = test.colours[a] != test.colours[b]
     swapped = posterior.swap(run.model, xa, xb)
-    colour_err_a = (_colour(swapped) - _colour(xa)).abs().mean(-1)[differ].mean()
-    colour_err_b = (_colour(swapped) - _colour(xb)).abs().mean(-1)[differ].mean()
-    pos_err_b = (_centre(swapped) - _centre(xb)).norm(dim=-1).mean()
-    pos_err_a = (_centre(swapped) - _centre(xa)).norm(dim=-1).mean()
+    colour_err_a = (colour(swapped) - colour(xa)).abs().mean(-1)[differ].mean()
+    colour_err_b = (colour(swapped) - colour(xb)).abs().mean(-1)[differ].mean()
+    pos_err_b = (centre(swapped) - centre(xb)).norm(dim=-1).mean()
+    pos_err_a = (centre(swapped) - centre(xa)).norm(dim=-1).mean()
     assert colour_err_a < 0.2 < colour_err_b
     assert pos_err_b < 2.0 < pos_err_a
     with torch.no_grad():
@@ -185,18 +186,6 @@ def test_dsa_learns_colour_in_f_position_in_z_and_motion_in_its_prior(tmp_path):
         shuffled_z = z[:, torch.randperm(6, generator=torch.Generator().manual_seed(1))]
         shuffled = run.model.dynamics_prior(f, shuffled_z).log_prob(shuffled_z).sum(-1)
     assert (ordered > shuffled).float().mean() > 0.8
-
-
-def _colour(x):
-    bright = (x.amax(-3, keepdim=True) > 0.5).float()
-    return (x * bright).sum((-1, -2)) / bright.sum((-1, -2)).clamp(min=1)
-
-
-def _centre(x):
-    mass = x.sum(-3)
-    coords = torch.arange(mass.shape[-1], dtype=x.dtype)
-    total = mass.sum((-1, -2)).clamp(min=1e-6)
-    return torch.stack([(mass.sum(-1) * coords).sum(-1), (mass.sum(-2) * coords).sum(-1)], -1) / total[..., None]
 
 
 # -- every command on a tiny DSA run -----------------------------------------------------------

@@ -9,6 +9,7 @@ import pickle
 
 import pytest
 import torch
+from squares_measures import centre, colour
 
 from pyro_dvae import posterior
 from pyro_dvae.checkpoint import load_checkpoint, save_checkpoint
@@ -31,20 +32,6 @@ def test_elbo_is_finite_and_rises(tiny_config, tmp_path):
         assert (run.figures_dir / f"{name}.png").stat().st_size > 1000
 
 
-def _colour(x):
-    """Mean colour of the bright pixels of each frame: (..., 3)."""
-    bright = (x.amax(-3, keepdim=True) > 0.5).float()
-    return (x * bright).sum((-1, -2)) / bright.sum((-1, -2)).clamp(min=1)
-
-
-def _centre(x):
-    """Centre of mass (row, col) of each frame's intensity: (..., 2)."""
-    mass = x.sum(-3)
-    coords = torch.arange(mass.shape[-1], dtype=x.dtype)
-    total = mass.sum((-1, -2)).clamp(min=1e-6)
-    return torch.stack([(mass.sum(-1) * coords).sum(-1), (mass.sum(-2) * coords).sum(-1)], -1) / total[..., None]
-
-
 @pytest.mark.slow
 def test_swapping_f_moves_colour_and_keeps_position(tiny_config, tmp_path):
     """After ~20 s of training, f carries the colour (static) and z the position (dynamic)."""
@@ -58,10 +45,10 @@ def test_swapping_f_moves_colour_and_keeps_position(tiny_config, tmp_path):
     xa, xb = test.frames(a[:, None], torch.arange(8)), test.frames(b[:, None], torch.arange(8))
     differ = test.colours[a] != test.colours[b]
     swapped = posterior.swap(run.model, xa, xb)  # f from A, z from B
-    colour_err_a = (_colour(swapped) - _colour(xa)).abs().mean(-1)[differ].mean()
-    colour_err_b = (_colour(swapped) - _colour(xb)).abs().mean(-1)[differ].mean()
-    pos_err_b = (_centre(swapped) - _centre(xb)).norm(dim=-1).mean()
-    pos_err_a = (_centre(swapped) - _centre(xa)).norm(dim=-1).mean()
+    colour_err_a = (colour(swapped) - colour(xa)).abs().mean(-1)[differ].mean()
+    colour_err_b = (colour(swapped) - colour(xb)).abs().mean(-1)[differ].mean()
+    pos_err_b = (centre(swapped) - centre(xb)).norm(dim=-1).mean()
+    pos_err_a = (centre(swapped) - centre(xa)).norm(dim=-1).mean()
     assert colour_err_a < 0.15 < colour_err_b  # colour follows f's source
     assert pos_err_b < 1.5 < pos_err_a  # position (pixels) follows z's source
     # An untrained model does neither: the test can fail.

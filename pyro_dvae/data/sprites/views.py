@@ -68,7 +68,7 @@ class Sprites(FrameSets):
 
     def __repr__(self) -> str:
         return (
-            f"Sprites(split={self.split!r}, n_sets={len(self)}, image_size={self.image_size},"
+            f"{type(self).__name__}(split={self.split!r}, n_sets={len(self)}, image_size={self.image_size},"
             f" device={str(self.device)!r})"
         )
 
@@ -187,17 +187,14 @@ def sprites_eval_sequences(
 # --------------------------------------------------------------------------------------------
 
 
-class SpritesActions(FrameSets):
+class SpritesActions(Sprites):
     """The evaluation sequences of a split as frame sets in temporal order (one set per sequence).
 
     What sequential families (DSA) train on: per identity the 9 action sequences of 8 frames
     (walk, spellcast, slash x front, left, right) of :func:`sprites_eval_sequences`, as Li & Mandt
-    (2018) trained on the 1000 train identities. Same parameters as :class:`Sprites`.
+    (2018) trained on the 1000 train identities. Same parameters as :class:`Sprites`;
+    ``identities`` holds each sequence's identity, so :meth:`labels` works per sequence.
     """
-
-    name = "sprites"
-    channels = 3
-    native_size = FRAME_SIZE
 
     def __init__(
         self,
@@ -206,16 +203,10 @@ class SpritesActions(FrameSets):
         device: str | torch.device = "cpu",
         limit_identities: int | None = None,
     ):
-        super().__init__(image_size=image_size, device=_checked_device(device))
-        self.split = split
+        super().__init__(split, image_size, device, limit_identities)
         self.sequences = sprites_eval_sequences(split, self.device, limit_identities)
-        self.set_sizes = torch.full((len(self.sequences),), self.sequences.cells.shape[1], dtype=torch.int64,
-                                    device=self.device)
+        self.identities = self.sequences.identity
+        self.set_sizes = torch.full_like(self.identities, self.sequences.cells.shape[1])
 
     def _gather(self, set_idx: Tensor, frame_idx: Tensor) -> Tensor:
-        seqs = self.sequences
-        return seqs.compositor.render(seqs.identity[set_idx], seqs.cells[set_idx, frame_idx])
-
-    def __repr__(self) -> str:
-        return (f"SpritesActions(split={self.split!r}, n_sets={len(self)}, image_size={self.image_size},"
-                f" device={str(self.device)!r})")
+        return self.compositor.render(self.identities[set_idx], self.sequences.cells[set_idx, frame_idx])
