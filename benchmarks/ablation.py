@@ -46,6 +46,8 @@ ROWS: list[tuple[str, str | None, dict]] = [
     ("Gaussian likelihood, scale 0.05", "0.1.0 cpu preset",
      {"model": {"likelihood": "gaussian", "pixel_scale": 0.05}}),
     ("z_dim 8", "0.1.0 cpu preset", {"model": {"z_dim": 8}}),
+    ("z_dim 4", "0.1.0 cpu preset", {"model": {"z_dim": 4}}),
+    ("z_dim 8, p(z) = N(0, I)", "z_dim 8", {"model": {"z_prior": "standard-normal"}}),
     ("f_dim 16", "0.1.0 cpu preset", {"model": {"f_dim": 16}}),
     ("FiLM decoder", "0.1.0 cpu preset", {"model": {"decoder": "film"}}),
     ("flow p(f)", "0.1.0 cpu preset", {"model": {"f_prior": "flow"}}),
