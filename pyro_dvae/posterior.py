@@ -19,9 +19,9 @@ from torch import Tensor
 from .models.base import SITE_F, SITE_Z, Codes, SequenceModel, random_subsets
 
 __all__ = [
-    "Codes", "decode", "dynamics_draws", "encode", "infer_dynamic", "infer_static", "interpolate_static",
-    "latent_manifold", "posterior_draws", "principal_directions", "prior_grid", "random_subsets", "reconstruct",
-    "sample_prior", "static_consistency", "subset_static", "swap", "swap_grid",
+    "Codes", "decode", "dynamics_draws", "encode", "infer_dynamic", "infer_static", "interpolate_dynamic",
+    "interpolate_static", "latent_manifold", "posterior_draws", "principal_directions", "prior_grid", "random_subsets",
+    "reconstruct", "sample_prior", "static_consistency", "subset_static", "swap", "swap_grid",
 ]
 
 
@@ -108,6 +108,18 @@ def interpolate_static(model: SequenceModel, f_start: Tensor, f_end: Tensor, z: 
     weight = torch.linspace(0, 1, steps, device=f_start.device)[:, None]
     f = (1 - weight) * f_start + weight * f_end
     return decode(model, f, z.expand(steps, *z.shape))
+
+
+@torch.no_grad()
+def interpolate_dynamic(model: SequenceModel, f: Tensor, z_start: Tensor, z_end: Tensor, steps: int = 8) -> Tensor:
+    """Frames along the straight line from z_start to z_end (z_dim,) for each static code f (K, f_dim).
+
+    Returns (K, steps, C, S, S): row k decodes f[k] with every point of the line, so the rows
+    should move alike while each keeps its identity.
+    """
+    weight = torch.linspace(0, 1, steps, device=z_start.device)[:, None]
+    z = (1 - weight) * z_start + weight * z_end
+    return decode(model, f, z.expand(f.shape[0], *z.shape))
 
 
 def _guide_value(guide, site: str, x: Tensor) -> Tensor:

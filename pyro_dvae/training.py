@@ -83,6 +83,11 @@ class _Trainer:
         return load_frame_sets(config.data.source, split, image_size=config.model.image_size,
                                device=self.device, ordered=self.family.ordered, **config.data.options)
 
+    @property
+    def _frames_per_example(self) -> int:
+        """Frames the plan's loss is summed over per sequence: all of them, unless it says otherwise."""
+        return getattr(self.plan, "frames_per_example", self.config.model.frames)
+
     def _batch(self, data: FrameSets, generator: torch.Generator) -> torch.Tensor:
         """What the family trains on: N distinct frames of a set, or T consecutive frames in order."""
         if self.family.ordered:
@@ -120,7 +125,7 @@ class _Trainer:
         step = self._build(payload)
         self._start_files(step)
         total = self.cfg.steps
-        frames_per_batch = self.cfg.batch_size * self.config.model.frames
+        frames_per_batch = self.cfg.batch_size * self._frames_per_example
         loss_sum = torch.zeros((), device=self.device)
         first_bad = torch.full((), -1, dtype=torch.long, device=self.device)
         bar = tqdm(total=total, initial=step, disable=not self.progress, unit="step",
@@ -194,7 +199,7 @@ class _Trainer:
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             total = sum(self.plan.heldout(x) for x in self.eval_batches)
         self.model.train(was_training)
-        n_frames = sum(x.shape[0] * x.shape[1] for x in self.eval_batches)
+        n_frames = sum(x.shape[0] * self._frames_per_example for x in self.eval_batches)
         return -float(total) / n_frames
 
     def save(self, step: int) -> None:

@@ -179,12 +179,16 @@ def test_a_family_without_priors_trains_resumes_and_says_what_it_cannot_do(toy_f
 
     with pytest.raises(CapabilityError):
         posterior.sample_prior(run.model, 2, 3)
-    result = invoke("sample", run.path, "--out", tmp_path / "samples")
+    result = invoke("sample", run.path, "--out", tmp_path / "samples", "--from", "prior")
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.output.strip() == ("Error: a toy-autoencoder model cannot draw static codes from a prior "
                                      "(a plain autoencoder has no prior); use a run of a family that can "
                                      "(e.g. --model dvae)")
     assert not (tmp_path / "samples").exists()  # refused before anything was written
+    # Without --from prior, sample recombines held-out codes instead (all a family without priors can do).
+    result = invoke("sample", run.path, "--out", tmp_path / "samples", "--frames", "4")
+    assert result.exit_code == 0, result.output
+    assert {p.stem for p in (tmp_path / "samples").glob("*.png")} == {"transfers", "transfer_grid"}
 
     # inspect leaves out what needs a prior or a guide, and says so; evaluate has no ELBO to report.
     result = invoke("inspect", run.path, "--out", tmp_path / "inspect", "--sequences", "2", "--frames", "3")

@@ -24,7 +24,7 @@ with warnings.catch_warnings():
 from pyro_dvae import arviz_export  # noqa: E402
 
 INSPECT_FIGURES = {"latent_manifold", "dynamics_trace", "trajectories", "reconstructions", "swaps",
-                   "static_consistency", "interpolation", "arviz_z_forest"}
+                   "static_consistency", "interpolation", "interpolation_dynamic", "arviz_z_forest"}
 SAMPLE_FIGURES = {"prior_sequences", "prior_shared_dynamics", "prior_swaps"}
 
 

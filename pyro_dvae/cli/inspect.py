@@ -36,13 +36,17 @@ def _shared_options(default_out: str, default_sequences: int) -> Callable:
 
 @click.command("sample")
 @_shared_options("samples", 6)
-def sample_command(run_dir: Path, out: Path | None, sequences: int, frames: int, seed: int, device: str) -> None:
+@click.option("--from", "source", type=click.Choice(("auto", "prior", "data")), default="auto", show_default=True,
+              help="prior: f ~ p(f) and dynamics from the family's prior; data: the static code of one held-out "
+                   "sequence with the dynamics of others (DrNet, which has no prior); auto: prior if there is one.")
+def sample_command(run_dir: Path, out: Path | None, sequences: int, frames: int, seed: int, device: str,
+                   source: str) -> None:
     """Generate sequences from the prior (f ~ p(f), then the family's dynamics prior): PNG grids and index.md."""
     from ..reports import sample_report
     from ..runs import load_run
 
     run = load_run(run_dir, device)
-    sample_report(run, out or run.path / "samples", sequences, frames, seed, log=click.echo)
+    sample_report(run, out or run.path / "samples", sequences, frames, seed, log=click.echo, source=source)
 
 
 @click.command("inspect")

@@ -129,6 +129,34 @@ def _correct(name: str, probs: Tensor, labels: Tensor) -> Sums:
     return _mean_of(name, probs.argmax(-1) == labels)
 
 
+def resampling(model: SequenceModel) -> dict[str, str]:
+    """Where "resampled" codes come from for this family: its priors, or (a family without them,
+    such as DrNet) the codes of a random other test sequence of the batch."""
+    other = "the codes of a random other test sequence"
+    return {"static": "the prior p(f)" if model.can("sample_static") else other,
+            "dynamics": "the dynamics prior given f" if model.can("sample_dynamics") else other}
+
+
+def _random_others(n: int, generator: torch.Generator, device: torch.device) -> Tensor:
+    """For each of n rows, the index of a uniformly drawn other row (n >= 2)."""
+    return (torch.arange(n, device=device) + torch.randint(1, max(n, 2), (n,), generator=generator,
+                                                         device=device)) % n
+
+
+def resampled_static(model: SequenceModel, f: Tensor, generator: torch.Generator) -> Tensor:
+    """Static codes drawn afresh: from p(f), or the codes of random other sequences."""
+    if model.can("sample_static"):
+        return model.sample_static(len(f))
+    return f[_random_others(len(f), generator, f.device)]
+
+
+def resampled_dynamics(model: SequenceModel, f: Tensor, z: Tensor, generator: torch.Generator) -> Tensor:
+    """Dynamic codes drawn afresh given f: from the family's prior, or random other sequences' codes."""
+    if model.can("sample_dynamics"):
+        return model.sample_dynamics(f, z.shape[1])
+    return z[_random_others(len(z), generator, z.device)]
+
+
 def label_free(model: SequenceModel, x: Tensor, codes: posterior.Codes, generator: torch.Generator) -> Sums:
     """ELBO per frame (where the family has one, on the frames it trains on: random N-frame subsets
     for the DVAE, the whole ordered sequence for DSA), MSE and PSNR of reconstructions, f consistency."""
@@ -164,10 +192,10 @@ def sprites_terms(model: SequenceModel, judge: Judge, batch: Batch, codes: poste
         attributes(f"reconstruction.{tag}_", attr_p, attrs)
         out.update(_correct(f"reconstruction.{tag}_action", action_p, action))
 
-    _, dyn_action = judge.sprites(posterior.decode(model, model.sample_static(len(x)), z))
+    _, dyn_action = judge.sprites(posterior.decode(model, resampled_static(model, f, generator), z))
     out.update(_correct("dynamics_kept.action_accuracy", dyn_action, action))
 
-    static_attr, _ = judge.sprites(posterior.decode(model, f, model.sample_dynamics(f, x.shape[1])))
+    static_attr, _ = judge.sprites(posterior.decode(model, f, resampled_dynamics(model, f, z, generator)))
     attributes("static_kept.", static_attr, attrs)
 
     partner = torch.randperm(len(x), generator=generator, device=x.device)
@@ -289,7 +317,7 @@ def evaluate_run(run: Run, *, seeds: int = 3, judge: Judge | None = None, limit:
         metrics[section][metric] = summarize([values[name] for values in per_seed])
     return {
         "run": str(run.path), "step": run.step, "model": run.config.model.family,
-        "data": str(run.config.data.source), "protocol": protocol,
+        "data": str(run.config.data.source), "protocol": protocol, "resampled_from": resampling(run.model),
         "seeds": seeds, "n_sequences": n, "frames_per_sequence": n_frames,
         "image_size": run.config.model.image_size,
         "judge": None if judge is None else {

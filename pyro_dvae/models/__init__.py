@@ -93,6 +93,7 @@ def family_names() -> list[str]:
 
 
 # The built-in families register themselves on import; the DVAE (the paper's model) first.
+from . import drnet as _drnet  # noqa: E402,F401
 from . import dsa as _dsa  # noqa: E402,F401
 from . import dvae as _dvae  # noqa: E402,F401
 

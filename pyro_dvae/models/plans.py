@@ -9,6 +9,8 @@ NaN / Ctrl-C handling. A plan owns the optimiser(s) and the objective:
 ``kl_scale(step)``              the KL weight logged with the step (1 when there is none)
 ``state_dict() / load_state_dict()``   optimiser state, for checkpoints
 ``metric``                      the name of -loss per frame in metrics.jsonl
+``frames_per_example``          optional: the frames of a sequence the loss is summed over
+                                (default: all the frames of the batch)
 
 Nothing in ``step`` reads a tensor back to the host, so a GPU never waits for Python.
 """

@@ -166,6 +166,19 @@ def _interpolation(s: _Inspection) -> None:
         f"shown whose f differ most), with the z's of frames of sequence {s.ids[a]} fixed per row.")
 
 
+def _interpolation_dynamic(s: _Inspection) -> None:
+    z = s.codes.z[0, :s.shown]
+    i, j = _farthest_pair(z)  # the two most different frames of the first sequence
+    frames = posterior.interpolate_dynamic(s.model, s.codes.f, z[i], z[j], INTERPOLATION_STEPS)
+    weights = torch.linspace(0, 1, INTERPOLATION_STEPS).tolist()
+    s.report.figure("interpolation_dynamic", plotting.frames_grid(
+        frames, f"z from frame {i} (left) to frame {j} (right) of seq {s.ids[0]}, f fixed per row",
+        row_labels=s.labels("f of seq "), col_labels=[f"{w:.2f}" for w in weights]),
+        f"Interpolation of the dynamic code (pose) on a straight line between frames {i} and {j} of "
+        f"sequence {s.ids[0]} (its two most different frames), decoded with the f of every inspected "
+        f"sequence (one per row): rows should move alike and keep their identity.")
+
+
 def _arviz(s: _Inspection, draws: int, attrs: dict) -> None:
     from .. import arviz_export  # ArviZ is slow to import; only this section needs it
 
@@ -227,6 +240,7 @@ def inspect_report(run: Run, data: FrameSets, out: str | Path, sequences: int = 
             ("prior and posterior trajectories", _trajectories, ("sample_dynamics",)),
             ("reconstructions", _reconstructions, ()), ("swaps", _swaps, ()),
             ("static consistency", _consistency, ()), ("interpolation of f", _interpolation, ()),
+            ("interpolation of z", _interpolation_dynamic, ()),
             ("ArviZ export", lambda s: _arviz(s, draws, attrs), ("guide",)),
         ]
         for step, (name, section, needs) in enumerate(sections, 1):

@@ -1,0 +1,73 @@
+"""DrNet's config fields beyond the shared ones, and its presets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ...config import ModelConfig
+from ...errors import UserInputError
+
+
+@dataclass
+class DrNetConfig(ModelConfig):
+    """Denton & Birodkar (2017): the shared fields (f_dim is the content vector, z_dim the pose
+    vector) plus the scene discriminator and its adversarial weight.
+
+    ``frames`` is the window the four frames of a training example are drawn from, so frame pairs
+    are at most ``frames - 1`` steps apart (the authors' ``max_step``).
+    """
+
+    family: str = "drnet"
+    f_dim: int = 128
+    z_dim: int = 10
+    frames: int = 20
+    likelihood: str = "gaussian"  # unused: DrNet reconstructs by mean squared error, with no likelihood
+    adversarial_weight: float = 1e-4
+    discriminator_hidden: int = 100  # width of the scene discriminator's two hidden layers
+    adam_beta1: float = 0.5
+
+    def validate(self) -> None:
+        super().validate()
+        if self.frames < 2:
+            raise UserInputError(f"frames (the window pairs come from) must be >= 2, got {self.frames}")
+        if not self.adversarial_weight >= 0:
+            raise UserInputError(f"adversarial_weight must be >= 0, got {self.adversarial_weight}")
+        if self.discriminator_hidden < 1:
+            raise UserInputError(f"discriminator_hidden must be positive, got {self.discriminator_hidden}")
+        if not 0 <= self.adam_beta1 < 1:
+            raise UserInputError(f"adam_beta1 must be in [0, 1), got {self.adam_beta1}")
+
+
+# `paper`: the defaults of the authors' code (edenton/drnet-py, train_drnet.py): content 128,
+# pose 10, adversarial weight 1e-4, Adam lr 2e-3 with beta1 0.5, batch 100, 64x64, frames up to
+# 20 steps apart, with the DVAE paper preset's conv widths. Sprites sequences have 8 frames, so
+# the window is the whole sequence there. `cpu`: the DVAE cpu preset's networks at 32x32.
+_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "paper": {
+        "model": dict(image_size=64, f_dim=128, z_dim=10, frames=20, conv_width=256, hidden=512),
+        "train": dict(steps=120_000, batch_size=100, lr=2e-3, log_every=100, eval_every=2000,
+                      checkpoint_every=2000),
+    },
+    "cpu": {
+        "model": dict(image_size=32, f_dim=128, z_dim=10, frames=20, conv_width=64, hidden=256),
+        "train": dict(steps=100_000, batch_size=32, lr=2e-3, log_every=50, eval_every=1000,
+                      checkpoint_every=500, max_minutes=15),
+    },
+    "tiny": {
+        "model": dict(image_size=16, f_dim=8, z_dim=2, frames=6, conv_width=8, hidden=32,
+                      discriminator_hidden=16),
+        "train": dict(steps=20, batch_size=8, lr=2e-3, log_every=5, eval_every=10,
+                      checkpoint_every=10, eval_batches=1),
+    },
+}
+
+# Sequences of the ordered Sprites view are 8 frames long.
+_SHORT_SOURCES = {"sprites": 8}
+
+
+def drnet_presets(name: str, source: str) -> dict[str, dict[str, Any]]:
+    settings = {section: dict(values) for section, values in _PRESETS[name].items()}
+    if source in _SHORT_SOURCES:
+        settings["model"]["frames"] = min(settings["model"]["frames"], _SHORT_SOURCES[source])
+    return settings
