@@ -15,7 +15,7 @@ from typing import Any
 
 from .errors import UserInputError
 
-LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian")
+LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian", "gaussian-linear")
 DECODERS = ("concat", "film")
 ELBOS = ("trace", "meanfield", "jit")
 
@@ -38,7 +38,7 @@ class ModelConfig:
     conv_width: int = 256  # filters of the frame feature convs and the decoder deconvs
     hidden: int = 512  # width of the dense layers
     likelihood: str = "bernoulli"
-    pixel_scale: float = 0.0  # gaussian likelihood: fixed pixel noise scale, or 0 to learn one
+    pixel_scale: float = 0.0  # gaussian likelihoods: fixed pixel noise scale, or 0 to learn one
     decoder: str = "concat"  # concat: the paper's [f, z] projection; film: f also modulates every deconv
     f_prior: str = "standard-normal"  # p(f), a name registered in pyro_dvae.priors
 

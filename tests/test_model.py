@@ -100,7 +100,7 @@ def test_kl_scale_scales_only_the_latent_terms():
     assert full > zero
 
 
-@pytest.mark.parametrize("likelihood", ["bernoulli", "continuous-bernoulli", "gaussian"])
+@pytest.mark.parametrize("likelihood", ["bernoulli", "continuous-bernoulli", "gaussian", "gaussian-linear"])
 def test_likelihoods_give_finite_elbo_and_images_in_unit_range(likelihood):
     model = tiny_model(likelihood=likelihood)
     x = torch.rand(2, 3, 3, 16, 16)
@@ -175,7 +175,8 @@ def test_standard_normal_prior_ignores_f():
 
 # -- options of the quality study: FiLM decoder, flow p(f), fixed Gaussian pixel scale ----------------
 
-OPTIONS = [dict(decoder="film"), dict(f_prior="flow"), dict(likelihood="gaussian", pixel_scale=0.1)]
+OPTIONS = [dict(decoder="film"), dict(f_prior="flow"), dict(likelihood="gaussian", pixel_scale=0.1),
+           dict(likelihood="gaussian-linear", pixel_scale=0.1), dict(likelihood="gaussian-linear")]
 
 
 @pytest.mark.parametrize("options", OPTIONS, ids=lambda o: "-".join(map(str, o.values())))

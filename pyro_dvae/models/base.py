@@ -174,7 +174,7 @@ class PyroSequenceModel(SequenceModel):
     f_prior: nn.Module
 
     def _init_likelihood(self) -> None:
-        if self.cfg.likelihood == "gaussian" and not self.cfg.pixel_scale:
+        if self.cfg.likelihood in ("gaussian", "gaussian-linear") and not self.cfg.pixel_scale:
             # One learned pixel noise scale (log), shared by all pixels.
             self.log_pixel_scale = nn.Parameter(torch.tensor(-2.0))
 
@@ -190,13 +190,21 @@ class PyroSequenceModel(SequenceModel):
             d = dist.ContinuousBernoulli(logits=logits)
         else:
             scale = self.cfg.pixel_scale or self.log_pixel_scale.exp()
-            d = dist.Normal(torch.sigmoid(logits), scale)
+            d = dist.Normal(self._gaussian_mean(logits), scale)
         return d.to_event(3)
+
+    def _gaussian_mean(self, out: Tensor) -> Tensor:
+        # "gaussian": a sigmoid keeps the mean in [0, 1], but its gradient vanishes where it
+        # saturates (an all-black start can stay black); "gaussian-linear": the output itself,
+        # shifted to start grey, whose gradient never vanishes (reconstructions are clipped).
+        return out + 0.5 if self.cfg.likelihood == "gaussian-linear" else torch.sigmoid(out)
 
     def pixel_mean(self, f: Tensor, z: Tensor) -> Tensor:
         """Expected image E[x | f, z] in [0, 1]: what reconstructions and samples show."""
         if self.cfg.likelihood == "continuous-bernoulli":
             return self.observation_dist(f, z).mean
+        if self.cfg.likelihood == "gaussian-linear":
+            return self._gaussian_mean(self.emitter(f, z)).clamp(0, 1)
         return torch.sigmoid(self.emitter(f, z))
 
     def decode(self, f: Tensor, z: Tensor) -> Tensor:
