@@ -55,6 +55,9 @@ ROWS: list[tuple[str, str | None, dict]] = [
     ("FiLM decoder", "0.1.0 cpu preset", {"model": {"decoder": "film"}}),
     ("flow p(f)", "0.1.0 cpu preset", {"model": {"f_prior": "flow"}}),
     ("16x16 frames", "0.1.0 cpu preset", {"model": {"image_size": 16}}),
+    ("16x16 frames, the minutes of 3000 steps at 32x32", "16x16 frames", {"train": {"steps": 10_000}}),
+    ("learning rate 2e-3", "0.1.0 cpu preset", {"train": {"lr": 2e-3}}),
+    ("N = 5 frames", "0.1.0 cpu preset", {"model": {"frames": 5}}),
 ]
 
 
@@ -69,6 +72,13 @@ def row_config(name: str) -> dict:
     for section, values in change.items():
         config[section].update(values)
     return config
+
+
+def _changed(name: str) -> set[str]:
+    """The train fields a row or its parents change."""
+    rows = {row[0]: row for row in ROWS}
+    _, parent, change = rows[name]
+    return set(change.get("train", {})) | (_changed(parent) if parent else set())
 
 
 def seconds_per_step(config: RunConfig, steps: int = 20) -> float:
@@ -107,7 +117,10 @@ def main() -> None:
 
     table = []
     for name in names:
-        config = RunConfig.from_dict(row_config(name)).override("train", device="cpu", **budget)
+        settings = row_config(name)
+        # A row that sets its own step count (a same-minutes comparison) keeps it under --steps.
+        own = {"steps": settings["train"]["steps"]} if "steps" in _changed(name) and not args.max_minutes else {}
+        config = RunConfig.from_dict(settings).override("train", device="cpu", **{**budget, **own})
         folder = args.out / slug(name)
         result_file = folder / "ablation.json"
         result = json.loads(result_file.read_text()) if result_file.exists() else {}
