@@ -93,14 +93,17 @@ class Run:
     def figures_dir(self) -> Path:
         return self.path / FIGURES_DIR
 
-    def data(self, split: str = "test", source: str | None = None, **options) -> FrameSets:
+    def data(self, split: str = "test", source: str | None = None, *, ordered: bool | None = None,
+             **options) -> FrameSets:
         """The run's data source (or another one) at the model's image size, on its device.
 
-        Ordered families get the ordered view of a source (for Sprites: the action sequences).
+        ``ordered``: the view whose sets are sequences in temporal order (for Sprites: the action
+        sequences); by default the view the run's family trains on.
         """
         merged = {**self.config.data.options, **options} if source is None else options
+        ordered = self.model.ordered if ordered is None else ordered
         return load_frame_sets(source or self.config.data.source, split, image_size=self.config.model.image_size,
-                               device=self.device, ordered=self.model.ordered, **merged)
+                               device=self.device, ordered=ordered, **merged)
 
     def metrics(self) -> list[dict]:
         return read_metrics(self.path / METRICS_FILE)

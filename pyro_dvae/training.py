@@ -64,6 +64,16 @@ def resume(run_dir: str | Path, steps: int | None = None, device: str | None = N
 
 
 class _Trainer:
+    """The loop and its bookkeeping. A second training stage (the latent predictor of
+    :mod:`pyro_dvae.prediction`) subclasses it, overriding the files, what is built, the window
+    and the figures; everything else (progress, metrics, checkpoints, exact resume, budgets,
+    NaN and Ctrl-C handling) is shared."""
+
+    checkpoint_file = CHECKPOINT_FILE
+    metrics_file = METRICS_FILE
+    config_file: str | None = CONFIG_FILE  # None: the stage writes no config (the run's stays)
+    resume_command = "pyro-dvae train --resume"
+
     def __init__(self, config: RunConfig, out: Path, progress: bool):
         # The wall-clock budget (--max-minutes) counts from here: data set-up is part of a run.
         self.started = time.perf_counter()
@@ -73,32 +83,44 @@ class _Trainer:
         self.family = get_family(config.model.family)
         self.train_data = self._open(config, "train")
         self.test_data = self._open(config, "test")
-        self.train_data.check_frames_per_set(config.model.frames)
-        self.test_data.check_frames_per_set(config.model.frames)
+        self.train_data.check_frames_per_set(self.window(config))
+        self.test_data.check_frames_per_set(self.window(config))
         # The data decide the channel count; the resolved config records it.
         self.config = config.override("model", channels=self.train_data.channels)
         self.cfg = self.config.train
 
+    @property
+    def ordered(self) -> bool:
+        return self.family.ordered
+
+    def window(self, config: RunConfig) -> int:
+        """Frames per training example: N of a set, or the length T of an ordered window."""
+        return config.model.frames
+
     def _open(self, config: RunConfig, split: str) -> FrameSets:
         return load_frame_sets(config.data.source, split, image_size=config.model.image_size,
-                               device=self.device, ordered=self.family.ordered, **config.data.options)
+                               device=self.device, ordered=self.ordered, **config.data.options)
 
     @property
     def _frames_per_example(self) -> int:
         """Frames the plan's loss is summed over per sequence: all of them, unless it says otherwise."""
-        return getattr(self.plan, "frames_per_example", self.config.model.frames)
+        return getattr(self.plan, "frames_per_example", self.window(self.config))
 
     def _batch(self, data: FrameSets, generator: torch.Generator) -> torch.Tensor:
         """What the family trains on: N distinct frames of a set, or T consecutive frames in order."""
-        if self.family.ordered:
-            return data.sample_windows(self.cfg.batch_size, self.config.model.frames, generator)
-        return data.sample(self.cfg.batch_size, self.config.model.frames, generator)
+        if self.ordered:
+            return data.sample_windows(self.cfg.batch_size, self.window(self.config), generator)
+        return data.sample(self.cfg.batch_size, self.window(self.config), generator)
 
     # -- setup -------------------------------------------------------------------------------
-    def _build(self, payload: dict | None) -> int:
-        torch.manual_seed(self.cfg.seed)
+    def _make(self) -> None:
+        """Build ``self.model`` (what is checkpointed) and ``self.plan`` (how it is trained)."""
         self.model = self.family.build(self.config.model).to(self.device)
         self.plan = self.family.plan_class(self.model, self.cfg)
+
+    def _build(self, payload: dict | None) -> int:
+        torch.manual_seed(self.cfg.seed)
+        self._make()
         self.batch_rng = torch.Generator(self.device).manual_seed(self.cfg.seed + 1)
         eval_rng = torch.Generator(self.device).manual_seed(self.cfg.seed + 2)
         # A fixed held-out sample, so held-out ELBOs at different steps are comparable.
@@ -115,10 +137,11 @@ class _Trainer:
 
     def _start_files(self, step: int) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / CONFIG_FILE).write_text(to_toml(self.config))
+        if self.config_file:
+            (self.out / self.config_file).write_text(to_toml(self.config))
         # Drop metrics logged after the checkpoint we resume from: those steps will be redone.
-        kept = [m for m in read_metrics(self.out / METRICS_FILE) if m["step"] <= step]
-        (self.out / METRICS_FILE).write_text("".join(json.dumps(m) + "\n" for m in kept))
+        kept = [m for m in read_metrics(self.out / self.metrics_file) if m["step"] <= step]
+        (self.out / self.metrics_file).write_text("".join(json.dumps(m) + "\n" for m in kept))
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self, payload: dict | None = None) -> Run:
@@ -168,14 +191,17 @@ class _Trainer:
             self.save(step)
             raise TrainingInterrupted(
                 f"interrupted at step {step}; checkpoint saved. Continue with "
-                f"`pyro-dvae train --resume {self.out} --steps {total}`"
+                f"`{self.resume_command} {self.out} --steps {total}`"
             ) from None
         bar.close()
         if self.out_of_time:
             tqdm.write(f"the wall-clock budget of {self.cfg.max_minutes:g} min was spent at step {step} of "
-                       f"{total}; checkpoint saved (continue with --resume {self.out} --steps N)")
+                       f"{total}; checkpoint saved (continue with `{self.resume_command} {self.out} --steps N`)")
         self.model.eval()
         self.figures()
+        return self._result(step)
+
+    def _result(self, step: int):
         return Run(self.out, self.config, self.model, step)
 
     def step(self, step: int) -> torch.Tensor:
@@ -206,13 +232,17 @@ class _Trainer:
         rng = {"torch": torch.get_rng_state(), "batches": self.batch_rng.get_state()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
-        save_checkpoint(self.out / CHECKPOINT_FILE, {
+        save_checkpoint(self.out / self.checkpoint_file, {
             "config": self.config.to_dict(), "step": step, "model": self.model.state_dict(),
-            "optimizer": self.plan.state_dict(), "rng": rng,
+            "optimizer": self.plan.state_dict(), "rng": rng, **self._extra_payload(),
         })
 
+    def _extra_payload(self) -> dict:
+        """More entries for the checkpoint (a second stage's own settings)."""
+        return {}
+
     def _log(self, record: dict) -> None:
-        with open(self.out / METRICS_FILE, "a") as fh:
+        with open(self.out / self.metrics_file, "a") as fh:
             fh.write(json.dumps(record) + "\n")
 
     @torch.no_grad()
@@ -224,7 +254,7 @@ class _Trainer:
             torch.manual_seed(self.cfg.seed)
             rng = torch.Generator(self.device).manual_seed(self.cfg.seed + 3)
             n_show = min(8, int(self.test_data.set_sizes.min()))
-            x = (self.test_data.sample_windows if self.family.ordered else self.test_data.sample)(6, n_show, rng)
+            x = (self.test_data.sample_windows if self.ordered else self.test_data.sample)(6, n_show, rng)
             recon = posterior.reconstruct(model, x, rng)
             pairs = torch.stack([x, recon], 1).flatten(0, 1)
             plotting.save_figure(plotting.frames_grid(
@@ -239,7 +269,7 @@ class _Trainer:
                 f, _ = posterior.encode(model, x[:4], rng)
                 plotting.save_figure(plotting.manifold_figure(posterior.latent_manifold(model, f, 7)),
                                      fig_dir / "latent_manifold.png")
-        plotting.save_figure(plotting.training_curves(read_metrics(self.out / METRICS_FILE), self.plan.metric),
+        plotting.save_figure(plotting.training_curves(read_metrics(self.out / self.metrics_file), self.plan.metric),
                              fig_dir / "training_curves.png")
 
 

@@ -36,6 +36,7 @@ def _register() -> None:
     from .data import data_group
     from .evaluate import evaluate_command, judge_group
     from .inspect import inspect_command, sample_command
+    from .predict import predict_command, train_predictor_command
     from .train import train_command
 
     main.add_command(train_command)
@@ -44,6 +45,8 @@ def _register() -> None:
     main.add_command(judge_group)
     main.add_command(sample_command)
     main.add_command(inspect_command)
+    main.add_command(train_predictor_command)
+    main.add_command(predict_command)
 
 
 _register()

@@ -60,6 +60,32 @@ def psnr(mse: Tensor, peak: float = 1.0) -> Tensor:
     return 10 * torch.log10(peak**2 / mse.clamp_min(1e-10))
 
 
+def ssim(x: Tensor, y: Tensor, window: int = 11, sigma: float = 1.5) -> Tensor:
+    """Structural similarity (Wang et al. 2004) of each frame of x and y (..., C, H, W) in [0, 1].
+
+    The standard form: Gaussian-weighted local means, variances and covariance over an 11x11
+    window (sigma 1.5; shrunk to the image for smaller frames), valid positions only, C1 = 0.01^2,
+    C2 = 0.03^2; averaged over positions and channels. 1 for identical frames. Shape ``x.shape[:-3]``.
+    """
+    import torch.nn.functional as F
+
+    lead, (c, h, w) = x.shape[:-3], x.shape[-3:]
+    size = min(window, h, w)
+    coords = torch.arange(size, dtype=x.dtype, device=x.device) - (size - 1) / 2
+    g = torch.exp(-(coords**2) / (2 * sigma**2))
+    kernel = (g[:, None] * g[None, :] / g.sum() ** 2).expand(c, 1, size, size)
+
+    def blur(t: Tensor) -> Tensor:
+        return F.conv2d(t, kernel, groups=c)
+
+    x, y = x.reshape(-1, c, h, w), y.reshape(-1, c, h, w)
+    mx, my = blur(x), blur(y)
+    vx, vy, cov = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
+    c1, c2 = 0.01**2, 0.03**2
+    value = ((2 * mx * my + c1) * (2 * cov + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+    return value.mean((-1, -2, -3)).reshape(lead)
+
+
 def centre_of_mass(x: Tensor) -> Tensor:
     """Intensity centre (row, col) in pixels of frames (..., C, H, W): (..., 2)."""
     mass = x.sum(-3)

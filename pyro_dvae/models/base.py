@@ -35,6 +35,7 @@ OPTIONAL = {
     "dynamics_prior": "give a prior over its dynamic codes",
     "elbo_loss": "compute an ELBO",
     "guide": "draw from a posterior guide",
+    "predict_dynamics": "predict future dynamics by itself (train a latent predictor: `pyro-dvae train-predictor RUN`)",
 }
 
 
@@ -128,6 +129,11 @@ class SequenceModel(nn.Module):
     def sample_dynamics(self, f: Tensor, n_frames: int) -> Tensor:
         """Dynamic codes of ``n_frames`` frames from the prior given f (B, f_dim): (B, T, z_dim)."""
         raise self._cannot("sample_dynamics")
+
+    def predict_dynamics(self, z_context: Tensor, f: Tensor, horizon: int) -> Tensor:
+        """Dynamic codes of the ``horizon`` frames after a context's codes z_context (B, K, z_dim):
+        (B, horizon, z_dim), one draw (families whose prior models time: DSA)."""
+        raise self._cannot("predict_dynamics")
 
     def dynamics_prior(self, f: Tensor, z: Tensor) -> dist.Distribution:
         """p(z_t | f, z_<t) for every t of z (B, T, z_dim): batch (B, T), event (z_dim,)."""

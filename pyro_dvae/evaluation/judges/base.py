@@ -170,6 +170,13 @@ class Judge:
         return attrs, action_logits.softmax(-1)
 
     @torch.no_grad()
+    def sprites_frames(self, x: Tensor) -> Tensor:
+        """Frames (..., 3, S, S), any number -> each frame's attribute probabilities (..., 4, 6)."""
+        self._expect("sprites")
+        net = self.net.eval()
+        return net.attribute_logits(net.encoder(to_judge_size(x))).softmax(-1)
+
+    @torch.no_grad()
     def digits(self, x: Tensor) -> Tensor:
         """Frames (..., 1, S, S) -> digit probabilities (..., 10); upsampled to 64 if needed."""
         self._expect("digits")

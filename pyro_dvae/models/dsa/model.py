@@ -125,6 +125,10 @@ class DSA(PyroSequenceModel):
         """z_1:T unrolled from the LSTM prior (it does not read f: p(z) is independent of f)."""
         return self.dynamics.rollout(f.shape[0], n_frames)
 
+    def predict_dynamics(self, z_context: Tensor, f: Tensor, horizon: int) -> Tensor:
+        """The LSTM prior continued from the context's codes: a draw of z_K+1..z_K+H."""
+        return self.dynamics.rollout(z_context.shape[0], horizon, prefix=z_context)
+
     def dynamics_prior(self, f: Tensor, z: Tensor) -> dist.Distribution:
         """p(z_t | z_<t) for every t, from the LSTM run over z: it changes when z_<t does."""
         loc, scale = self.dynamics.conditionals(z)

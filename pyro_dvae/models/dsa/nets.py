@@ -100,15 +100,25 @@ class DynamicsPrior(nn.Module):
         loc, scale = gaussian_params(self.out(states))
         return loc.reshape(*lead, length, z_dim), scale.reshape(*lead, length, z_dim)
 
-    def rollout(self, n: int, length: int) -> Tensor:
-        """n sequences z_1:T drawn step by step from the prior: (n, length, z_dim)."""
+    def rollout(self, n: int, length: int, prefix: Tensor | None = None) -> Tensor:
+        """Sequences drawn step by step from the prior: (n, length, z_dim).
+
+        With ``prefix`` (n, K, z_dim), the LSTM first reads those codes and the draws continue
+        them (z_K+1, ..., z_K+length): DSA's own video prediction.
+        """
+        if length == 0:
+            return self.h0.new_zeros(n, 0, self.out.out_features // 2)
         h, c = self._initial_state(n)
+        if prefix is not None and prefix.shape[1] > 1:
+            _, (h, c) = self.lstm(prefix[:, :-1], (h, c))
+        last = prefix[:, -1] if prefix is not None and prefix.shape[1] else None
         draws = []
-        for t in range(length):
-            if t:
-                _, (h, c) = self.lstm(draws[-1][:, None], (h, c))
+        for _ in range(length):
+            if last is not None:
+                _, (h, c) = self.lstm(last[:, None], (h, c))
             loc, scale = gaussian_params(self.out(h[0]))
-            draws.append(Normal(loc, scale).sample())
+            last = Normal(loc, scale).sample()
+            draws.append(last)
         return torch.stack(draws, dim=1)
 
 

@@ -1,0 +1,128 @@
+"""Equal-budget comparison of the model families: disentanglement and video prediction.
+
+For each data set (Sprites, one-digit Moving MNIST) and family (DVAE, DSA, DrNet): train the
+family's ``cpu`` preset for the same wall-clock budget (``--minutes``) on this machine, evaluate
+it with the same judge and protocol (``pyro-dvae evaluate``), train a latent predictor for the
+families that need one (DVAE, DrNet; ``--predictor-minutes``, on top of the budget), predict the
+test sequences (``pyro-dvae predict``: Sprites 3 -> 5, Moving MNIST 5 -> 10), and print two
+markdown tables with the machine, the budget and the seeds. Finished parts are kept in ``--out``
+and skipped when the script is run again. Run it on a quiet machine:
+
+    python benchmarks/compare.py                                  # 3 families x 2 data sets, 15 min each
+    python benchmarks/compare.py --data sprites --models dsa drnet --minutes 15
+    python benchmarks/compare.py --minutes 0.2 --predictor-minutes 0.1 --limit 20 --seeds 1   # a smoke check
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+from quality import machine
+
+from pyro_dvae import load_run, resume, train
+from pyro_dvae.config import TrainConfig, preset
+from pyro_dvae.evaluation import evaluate_run
+from pyro_dvae.prediction import predict_report
+from pyro_dvae.prediction.predictor import PREDICTOR_FILE, train_predictor
+
+
+def _mean(values) -> float:
+    return statistics.fmean(values)
+
+
+def run_one(data: str, family: str, args: argparse.Namespace) -> dict:
+    """Train, evaluate, (train a predictor,) predict; each part cached as JSON in the run folder."""
+    folder = args.out / data / family
+    done = folder / "compare.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    config = preset("cpu", data, family).override(
+        "train", seed=args.train_seed, steps=10**7, max_minutes=args.minutes, device="cpu")
+    start = time.perf_counter()
+    if (folder / "checkpoint.pt").exists():  # an interrupted comparison: finish the run's budget
+        run = resume(folder, steps=10**7, max_minutes=args.minutes, progress=True)
+    else:
+        run = train(config, folder, progress=True)
+    train_minutes = (time.perf_counter() - start) / 60
+    report = evaluate_run(run, seeds=args.seeds, limit=args.limit)
+    (folder / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
+    predictor_minutes = 0.0
+    if not run.model.can("predict_dynamics") and not (folder / PREDICTOR_FILE).exists():
+        start = time.perf_counter()
+        train_predictor(run, TrainConfig(steps=10**7, batch_size=32, lr=1e-3, log_every=50, eval_every=500,
+                                         checkpoint_every=500, eval_batches=2, max_minutes=args.predictor_minutes),
+                        progress=True)
+        predictor_minutes = (time.perf_counter() - start) / 60
+    prediction = json.loads(predict_report(load_run(folder), folder / "prediction", samples=args.samples,
+                                           limit=args.limit).read_text())
+    result = {"data": data, "family": family, "steps": run.step, "train_minutes": train_minutes,
+              "predictor_minutes": predictor_minutes,
+              "metrics": {f"{s}.{m}": v["mean"] for s, ms in report["metrics"].items() for m, v in ms.items()},
+              "prediction": prediction}
+    done.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def disentanglement_table(results: list[dict]) -> list[str]:
+    lines = ["| data | model | steps | action (f resampled) | IS | skin | pants | top | hair (z resampled) "
+             "| swap: A's attributes | swap: B's action / digit | position error (px) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        m = r["metrics"]
+        if r["data"] == "sprites":
+            heads = [f"{100 * m['dynamics_kept.action_accuracy']:.1f}%", f"{m['dynamics_kept.is']:.2f}",
+                     *(f"{100 * m[f'static_kept.{a}']:.1f}%" for a in ("skin", "pants", "top", "hair")),
+                     f"{100 * _mean(m[f'swap.{a}'] for a in ('skin', 'pants', 'top', 'hair')):.1f}%",
+                     f"{100 * m['swap.action']:.1f}%", ""]
+        else:
+            heads = [""] * 7 + [f"{100 * m['swap.digit']:.1f}%", f"{m['swap.position_error_px']:.2f}"]
+        lines.append(f"| {r['data']} | {r['family']} | {r['steps']} | " + " | ".join(heads) + " |")
+    return lines
+
+
+def prediction_table(results: list[dict]) -> list[str]:
+    lines = ["| data | model | context -> horizon | samples | PSNR mean / best | SSIM mean / best | PSNR last step "
+             "| action of predicted sequences | static attributes / digit held |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        p, m = r["prediction"], r["prediction"]["metrics"]
+        held = ""
+        if "attributes_per_step" in m:
+            held = f"{100 * _mean(_mean(v) for v in m['attributes_per_step'].values()):.1f}%"
+        elif "digit_per_step" in m:
+            held = f"{100 * _mean(m['digit_per_step']):.1f}%"
+        action = f"{100 * m['action_accuracy']:.1f}%" if "action_accuracy" in m else ""
+        lines.append(f"| {r['data']} | {r['family']} | {p['context']} -> {p['horizon']} | {p['samples']} | "
+                     f"{_mean(m['psnr_mean']):.2f} / {_mean(m['psnr_best']):.2f} | "
+                     f"{_mean(m['ssim_mean']):.3f} / {_mean(m['ssim_best']):.3f} | {m['psnr_mean'][-1]:.2f} | "
+                     f"{action} | {held} |")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", nargs="+", default=["sprites", "moving-mnist-1"])
+    parser.add_argument("--models", nargs="+", default=["dvae", "dsa", "drnet"])
+    parser.add_argument("--minutes", type=float, default=15.0, help="wall-clock training budget per run")
+    parser.add_argument("--predictor-minutes", type=float, default=3.0, help="budget of a latent predictor")
+    parser.add_argument("--train-seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, default=3, help="evaluation seeds")
+    parser.add_argument("--samples", type=int, default=5, help="predictions per sequence (stochastic families)")
+    parser.add_argument("--limit", type=int, help="evaluate and predict only the first N test sequences")
+    parser.add_argument("--out", type=Path, default=Path("runs/compare"))
+    args = parser.parse_args()
+    results = [run_one(data, family, args) for data in args.data for family in args.models]
+    print(f"\nmachine: {machine()}")
+    print(f"budget: {args.minutes:g} min of training per run (cpu presets), latent predictors "
+          f"{args.predictor_minutes:g} min more (dvae, drnet); training seed {args.train_seed}; "
+          f"{args.seeds} evaluation seed(s); runs in {args.out}\n")
+    print("\n".join(disentanglement_table(results)) + "\n")
+    print("\n".join(prediction_table(results)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,238 @@
+"""The latent predictor: a second training stage that lets a family without a model of time predict.
+
+The DVAE never sees order and DrNet's encoders are trained on frame pairs, so neither can roll
+its dynamics forward by itself. As in DrNet's paper, a recurrent network learns the dynamics in
+latent space on top of the frozen first stage: for ordered windows of the run's data, the frozen
+model encodes f (from the window) and z_t (every frame), and an LSTM over [z_t, f] learns to
+predict z_t+1. At prediction time it is fed its own outputs, never pixels.
+
+It is stochastic (a Gaussian over z_t+1, trained by its log-likelihood; sampled at prediction)
+for the DVAE, whose codes are posterior means of a probabilistic model, and deterministic (its
+mean, trained by squared error) for DrNet, as in the paper. Its weights, settings and optimiser
+live in ``RUN/predictor.pt``, its metrics in ``RUN/predictor_metrics.jsonl``; training runs
+through the package's one trainer (progress, checkpoints, exact resume, budgets, NaN, Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+from pyro.distributions import Normal
+from torch import Tensor, nn
+
+from ..checkpoint import load_checkpoint
+from ..config import RunConfig, TrainConfig
+from ..errors import UserInputError
+from ..models.base import SequenceModel
+from ..nets import gaussian_params
+from ..runs import Run
+from ..training import _Trainer
+
+PREDICTOR_FILE = "predictor.pt"
+PREDICTOR_METRICS_FILE = "predictor_metrics.jsonl"
+
+
+@dataclass
+class PredictorConfig:
+    """The predictor's network and the windows it learns from."""
+
+    hidden: int = 128
+    stochastic: bool = True  # a Gaussian over z_t+1 (sampled) or its mean only (squared error)
+    window: int = 10  # frames per training window: the predictor learns window - 1 steps ahead
+
+    def validate(self) -> None:
+        if self.hidden < 1:
+            raise UserInputError(f"predictor hidden must be positive, got {self.hidden}")
+        if self.window < 2:
+            raise UserInputError(f"the predictor's window must be >= 2 frames, got {self.window}")
+
+
+def default_predictor_config(run: Run) -> PredictorConfig:
+    """Stochastic for probabilistic families, deterministic for DrNet (as its paper); the window is
+    15 frames (5 context + 10 predicted, the Moving MNIST setting) or the data's sequence length."""
+    data = run.data("train", ordered=True)
+    return PredictorConfig(stochastic=run.model.can("elbo_loss"), window=min(15, int(data.set_sizes.min())))
+
+
+class LatentPredictor(nn.Module):
+    """p(z_t+1 | z_<=t, f): an LSTM over [z_t, f] with f fixed over the sequence."""
+
+    def __init__(self, cfg: PredictorConfig, f_dim: int, z_dim: int):
+        super().__init__()
+        self.cfg = cfg
+        self.lstm = nn.LSTM(z_dim + f_dim, cfg.hidden, batch_first=True)
+        self.out = nn.Linear(cfg.hidden, 2 * z_dim if cfg.stochastic else z_dim)
+
+    def _params(self, h: Tensor) -> tuple[Tensor, Tensor | None]:
+        out = self.out(h)
+        return gaussian_params(out) if self.cfg.stochastic else (out, None)
+
+    def forward(self, z: Tensor, f: Tensor, state=None):
+        """Next-step parameters after each of z (B, T, z_dim) given f (B, f_dim): loc, scale (B, T, z_dim)."""
+        h, state = self.lstm(torch.cat([z, f[:, None].expand(-1, z.shape[1], -1)], dim=-1), state)
+        loc, scale = self._params(h)
+        return loc, scale, state
+
+    def loss(self, z: Tensor, f: Tensor) -> Tensor:
+        """Teacher-forced: -log p(z_2:T | z_1:T-1, f) (stochastic) or the squared error, summed."""
+        loc, scale, _ = self(z[:, :-1], f)
+        target = z[:, 1:]
+        if self.cfg.stochastic:
+            return -Normal(loc, scale).log_prob(target).sum()
+        return ((loc - target) ** 2).sum()
+
+    def rollout(self, z_context: Tensor, f: Tensor, horizon: int) -> Tensor:
+        """z_K+1..z_K+H after the context codes (B, K, z_dim), each step fed the previous output."""
+        if horizon == 0:
+            return z_context[:, :0]
+        loc, scale, state = self(z_context, f)
+        steps = []
+        for t in range(horizon):
+            nxt = Normal(loc[:, -1], scale[:, -1]).sample() if self.cfg.stochastic else loc[:, -1]
+            steps.append(nxt)
+            if t + 1 < horizon:
+                loc, scale, state = self(nxt[:, None], f, state)
+        return torch.stack(steps, dim=1)
+
+
+class PredictorPlan:
+    """Trains the predictor on the frozen model's posterior means of ordered windows."""
+
+    metric = "negative_loss_per_frame"
+
+    def __init__(self, run_model: SequenceModel, predictor: LatentPredictor, cfg: TrainConfig):
+        self.run_model, self.predictor = run_model.eval(), predictor
+        for p in run_model.parameters():
+            p.requires_grad_(False)
+        self.frames_per_example = predictor.cfg.window - 1  # the predicted frames of a window
+        self.optimizer = torch.optim.Adam(predictor.parameters(), lr=cfg.lr)
+
+    def kl_scale(self, step: int) -> float:
+        return 1.0
+
+    def _loss(self, x: Tensor) -> Tensor:
+        with torch.no_grad():
+            f, z = self.run_model.encode(x)
+        return self.predictor.loss(z, f)
+
+    def step(self, x: Tensor, step: int) -> Tensor:
+        loss = self._loss(x)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach()
+
+    @torch.no_grad()
+    def heldout(self, x: Tensor) -> Tensor:
+        return self._loss(x)
+
+    def state_dict(self) -> dict:
+        return self.optimizer.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state)
+
+
+class PredictorTrainer(_Trainer):
+    """The one trainer, for the second stage: the predictor is what is trained and checkpointed."""
+
+    checkpoint_file = PREDICTOR_FILE
+    metrics_file = PREDICTOR_METRICS_FILE
+    config_file = None  # the run's config.toml stays the first stage's
+    resume_command = "pyro-dvae train-predictor"
+
+    def __init__(self, run: Run, config: RunConfig, predictor_cfg: PredictorConfig, progress: bool):
+        self.run_model, self.predictor_cfg = run.model, predictor_cfg
+        super().__init__(config, run.path, progress)
+
+    @property
+    def ordered(self) -> bool:
+        return True  # the predictor learns time, whatever the first stage read
+
+    def window(self, config: RunConfig) -> int:
+        return self.predictor_cfg.window
+
+    def _make(self) -> None:
+        self.run_model = self.run_model.to(self.device)
+        cfg = self.config.model
+        self.model = LatentPredictor(self.predictor_cfg, cfg.f_dim, cfg.z_dim).to(self.device)
+        self.plan = PredictorPlan(self.run_model, self.model, self.cfg)
+
+    def _extra_payload(self) -> dict:
+        return {"predictor": dataclasses.asdict(self.predictor_cfg)}
+
+    def figures(self) -> None:
+        from .. import plotting
+        from ..runs import read_metrics
+
+        plotting.save_figure(plotting.training_curves(read_metrics(self.out / self.metrics_file), self.plan.metric),
+                             self.out / "figures" / "predictor_training_curves.png")
+
+    def _result(self, step: int) -> LatentPredictor:
+        self.model.step = step
+        return self.model
+
+
+def _stage_config(run: Run, train: TrainConfig) -> RunConfig:
+    return dataclasses.replace(run.config, train=train).validate()
+
+
+def train_predictor(run: Run, train: TrainConfig | None = None, predictor: PredictorConfig | None = None,
+                    *, progress: bool = True) -> LatentPredictor:
+    """Train (from scratch) the latent predictor of ``run``; its checkpoint goes into the run directory."""
+    if run.model.can("predict_dynamics"):
+        raise UserInputError(f"a {run.config.model.family} model predicts with its own dynamics prior; "
+                             "it needs no latent predictor (use `pyro-dvae predict` directly)")
+    if (run.path / PREDICTOR_FILE).exists():
+        raise UserInputError(f"{run.path} already has a predictor; continue it with "
+                             f"`pyro-dvae train-predictor {run.path} --resume --steps N` or delete {PREDICTOR_FILE}")
+    predictor = predictor or default_predictor_config(run)
+    predictor.validate()
+    train = train or TrainConfig(steps=2000, batch_size=32, lr=1e-3, log_every=50, eval_every=500,
+                                 checkpoint_every=500, eval_batches=2)
+    return PredictorTrainer(run, _stage_config(run, train), predictor, progress).run()
+
+
+def resume_predictor(run: Run, steps: int | None = None, max_minutes: float | None = None, *,
+                     progress: bool = True) -> LatentPredictor:
+    """Continue the run's predictor from its checkpoint up to ``steps`` total steps."""
+    payload = _predictor_payload(run)
+    train = TrainConfig(**payload["config"]["train"])
+    train = dataclasses.replace(train, steps=steps or train.steps,
+                                max_minutes=train.max_minutes if max_minutes is None else max_minutes)
+    if train.steps <= payload["step"]:
+        raise UserInputError(f"the predictor of {run.path} is already at step {payload['step']}; "
+                             "pass --steps larger than that")
+    predictor = PredictorConfig(**payload["predictor"])
+    return PredictorTrainer(run, _stage_config(run, train), predictor, progress).run(payload)
+
+
+def _predictor_payload(run: Run) -> dict:
+    path = run.path / PREDICTOR_FILE
+    if not path.is_file():
+        raise UserInputError(f"{run.path} has no latent predictor; a {run.config.model.family} model cannot "
+                             f"predict by itself: train one with `pyro-dvae train-predictor {run.path}`")
+    payload = load_checkpoint(path)
+    if "predictor" not in payload:
+        raise UserInputError(f"{path} is not a predictor checkpoint; train one with `pyro-dvae train-predictor`")
+    return payload
+
+
+def load_predictor(run: Run) -> LatentPredictor:
+    """The run's trained predictor (on the run's device, in eval mode)."""
+    payload = _predictor_payload(run)
+    cfg = run.config.model
+    predictor = LatentPredictor(PredictorConfig(**payload["predictor"]), cfg.f_dim, cfg.z_dim)
+    try:
+        predictor.load_state_dict(payload["model"])
+    except RuntimeError:
+        raise UserInputError(f"{run.path / PREDICTOR_FILE} does not match the run's codes; "
+                             "train the predictor again") from None
+    predictor.step = int(payload["step"])
+    return predictor.to(run.device).eval()
+
+
+__all__ = ["LatentPredictor", "PREDICTOR_FILE", "PredictorConfig", "PredictorPlan", "load_predictor",
+           "resume_predictor", "train_predictor"]
