@@ -56,7 +56,7 @@ ROWS: list[tuple[str, str | None, dict]] = [
     ("flow p(f)", "0.1.0 cpu preset", {"model": {"f_prior": "flow"}}),
     ("flow p(f) + Gaussian (linear mean), scale 0.05", "flow p(f)",
      {"model": {"likelihood": "gaussian-linear", "pixel_scale": 0.05}}),
-    ("... + FiLM decoder", "flow p(f) + Gaussian (linear mean), scale 0.05", {"model": {"decoder": "film"}}),
+    ("flow p(f) + FiLM decoder", "flow p(f)", {"model": {"decoder": "film"}}),
     ("16x16 frames", "0.1.0 cpu preset", {"model": {"image_size": 16}}),
     ("16x16 frames, the minutes of 3000 steps at 32x32", "16x16 frames", {"train": {"steps": 10_000}}),
     ("learning rate 2e-3", "0.1.0 cpu preset", {"train": {"lr": 2e-3}}),
@@ -65,6 +65,7 @@ ROWS: list[tuple[str, str | None, dict]] = [
 
 
 def slug(name: str) -> str:
+    """The row's folder name (unique: row names are)."""
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
