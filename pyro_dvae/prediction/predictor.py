@@ -57,28 +57,52 @@ def default_predictor_config(run: Run) -> PredictorConfig:
 
 
 class LatentPredictor(nn.Module):
-    """p(z_t+1 | z_<=t, f): an LSTM over [z_t, f] with f fixed over the sequence."""
+    """p(z_t+1 | z_<=t, f): an LSTM over [z_t, f] with f fixed over the sequence.
+
+    It works on standardised codes: a DVAE's z has no fixed scale (its prior p(z | f) is learned,
+    and posterior means of 10-20 are common), which an LSTM's saturating gates cannot follow. The
+    per-dimension location and scale of z and f are buffers, set once from the first training
+    batch, so that they travel with the checkpoint and resume stays exact.
+    """
 
     def __init__(self, cfg: PredictorConfig, f_dim: int, z_dim: int):
         super().__init__()
         self.cfg = cfg
         self.lstm = nn.LSTM(z_dim + f_dim, cfg.hidden, batch_first=True)
         self.out = nn.Linear(cfg.hidden, 2 * z_dim if cfg.stochastic else z_dim)
+        for name, dim in (("z", z_dim), ("f", f_dim)):
+            self.register_buffer(f"{name}_loc", torch.zeros(dim))
+            self.register_buffer(f"{name}_scale", torch.ones(dim))
+        self.register_buffer("standardised", torch.tensor(False))
+
+    @torch.no_grad()
+    def fit_standardisation(self, z: Tensor, f: Tensor) -> None:
+        """Set the codes' location and scale from a batch of codes z (B, T, z_dim), f (B, f_dim)."""
+        for name, codes in (("z", z.reshape(-1, z.shape[-1])), ("f", f)):
+            getattr(self, f"{name}_loc").copy_(codes.mean(0))
+            getattr(self, f"{name}_scale").copy_(codes.std(0).clamp_min(1e-3) if codes.shape[0] > 1 else 1.0)
+        self.standardised.fill_(True)
 
     def _params(self, h: Tensor) -> tuple[Tensor, Tensor | None]:
         out = self.out(h)
         return gaussian_params(out) if self.cfg.stochastic else (out, None)
 
     def forward(self, z: Tensor, f: Tensor, state=None):
-        """Next-step parameters after each of z (B, T, z_dim) given f (B, f_dim): loc, scale (B, T, z_dim)."""
+        """Next-step parameters after each of z (B, T, z_dim) given f (B, f_dim), in standardised
+        units: loc, scale (B, T, z_dim)."""
+        z, f = (z - self.z_loc) / self.z_scale, (f - self.f_loc) / self.f_scale
         h, state = self.lstm(torch.cat([z, f[:, None].expand(-1, z.shape[1], -1)], dim=-1), state)
         loc, scale = self._params(h)
         return loc, scale, state
 
+    def _code(self, standardised: Tensor) -> Tensor:
+        return standardised * self.z_scale + self.z_loc
+
     def loss(self, z: Tensor, f: Tensor) -> Tensor:
-        """Teacher-forced: -log p(z_2:T | z_1:T-1, f) (stochastic) or the squared error, summed."""
+        """Teacher-forced: -log p(z_2:T | z_1:T-1, f) (stochastic) or the squared error, summed,
+        both in standardised units."""
         loc, scale, _ = self(z[:, :-1], f)
-        target = z[:, 1:]
+        target = (z[:, 1:] - self.z_loc) / self.z_scale
         if self.cfg.stochastic:
             return -Normal(loc, scale).log_prob(target).sum()
         return ((loc - target) ** 2).sum()
@@ -90,7 +114,7 @@ class LatentPredictor(nn.Module):
         loc, scale, state = self(z_context, f)
         steps = []
         for t in range(horizon):
-            nxt = Normal(loc[:, -1], scale[:, -1]).sample() if self.cfg.stochastic else loc[:, -1]
+            nxt = self._code(Normal(loc[:, -1], scale[:, -1]).sample() if self.cfg.stochastic else loc[:, -1])
             steps.append(nxt)
             if t + 1 < horizon:
                 loc, scale, state = self(nxt[:, None], f, state)
@@ -115,6 +139,8 @@ class PredictorPlan:
     def _loss(self, x: Tensor) -> Tensor:
         with torch.no_grad():
             f, z = self.run_model.encode(x)
+        if not self.predictor.standardised:
+            self.predictor.fit_standardisation(z, f)
         return self.predictor.loss(z, f)
 
     def step(self, x: Tensor, step: int) -> Tensor:
