@@ -31,9 +31,16 @@ def subset_static(model: SequenceModel, x: Tensor, n_subsets: int = 8,
     """Mean and scale of the static posterior for ``n_subsets`` random subsets of each set.
 
     Subsets have ``model.subset_frames`` frames (N for the DVAE), kept in order for families that
-    read order. Returns loc, scale of shape (n_subsets, B, f_dim).
+    read order, and at most half of the set (at least 2): a family trained on long windows (DrNet's
+    20 frames) is still compared on subsets that differ between draws. Returns loc, scale of shape
+    (n_subsets, B, f_dim).
     """
-    return model.static_subsets(x, model.subset_frames, n_subsets, generator)
+    return model.static_subsets(x, subset_size(model, x.shape[1]), n_subsets, generator)
+
+
+def subset_size(model: SequenceModel, set_frames: int) -> int:
+    """Frames per subset in :func:`subset_static` for sets of ``set_frames`` frames."""
+    return min(model.subset_frames, max(2, set_frames // 2))
 
 
 @torch.no_grad()

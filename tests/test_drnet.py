@@ -161,3 +161,14 @@ def test_swapping_content_moves_colour_and_keeps_position(tmp_path):
     pos_err_a = (centre(swapped) - centre(xa)).norm(dim=-1).mean()
     assert colour_err_a < 0.2 < colour_err_b
     assert pos_err_b < 2.0 < pos_err_a
+
+
+def test_static_consistency_reads_sets_shorter_than_the_training_window():
+    """DrNet trains on 20-frame windows; the evaluation's 8-frame sets are compared on subsets of
+    at most half their frames, so that subsets differ between draws."""
+    config = preset("tiny", "squares", "drnet").override("model", frames=20)
+    model = DrNet(config.model).eval()
+    assert model.subset_frames > 8 and posterior.subset_size(model, 8) == 4
+    x = torch.rand(5, 8, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    ratio = posterior.static_consistency(model, x, 4, torch.Generator().manual_seed(1))
+    assert 0 < ratio < float("inf")

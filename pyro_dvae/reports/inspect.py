@@ -141,7 +141,8 @@ def _consistency(s: _Inspection) -> None:
     ratio = posterior.static_consistency(s.model, sets, CONSISTENCY_SUBSETS, s.generator)
     s.report.number("static_consistency_ratio", ratio,
                     f"within-sequence / between-sequence variance of f's posterior mean, over "
-                    f"{CONSISTENCY_SUBSETS} random {s.model.subset_frames}-frame subsets of each of {n_sets} "
+                    f"{CONSISTENCY_SUBSETS} random {posterior.subset_size(s.model, sets.shape[1])}-frame subsets "
+                    f"of each of {n_sets} "
                     f"sequences (lower: f more static; 1: f no more tied to a sequence than chance)")
     f_subsets, _ = posterior.subset_static(s.model, s.x[:1], CONSISTENCY_SUBSETS, s.generator)
     z = s.codes.z[0, :s.shown]
@@ -149,7 +150,8 @@ def _consistency(s: _Inspection) -> None:
     s.report.figure("static_consistency", plotting.frames_grid(
         frames, f"sequence {s.ids[0]}: f from {CONSISTENCY_SUBSETS} random subsets (rows), same z's",
         row_labels=[f"subset {k}" for k in range(CONSISTENCY_SUBSETS)]),
-        f"Static consistency: f inferred from {CONSISTENCY_SUBSETS} random {s.model.subset_frames}-frame "
+        f"Static consistency: f inferred from {CONSISTENCY_SUBSETS} random "
+        f"{posterior.subset_size(s.model, s.x.shape[1])}-frame "
         f"subsets of sequence {s.ids[0]} (one per row), decoded with the same z's; rows should look "
         f"alike. Ratio {ratio:.4g} (see Numbers).")
 
