@@ -9,6 +9,9 @@ Finished rows are kept in ``--out`` and not trained again, so the script can be 
     python benchmarks/ablation.py --steps 3000 --limit 900           # the table in docs/ablation.md
     python benchmarks/ablation.py --max-minutes 15 --rows "cpu preset (0.2)"   # one row, a time budget
     python benchmarks/ablation.py --timing-only                       # just the s/step column
+    python benchmarks/ablation.py --table                             # print what --out holds
+
+A row's s/step is measured once, when it is trained (or again with ``--timing-only``).
 """
 
 from __future__ import annotations
@@ -111,6 +114,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/ablation"))
     parser.add_argument("--judge", type=Path, help="judge file (default: the cached default judge)")
     parser.add_argument("--timing-only", action="store_true", help="only measure s/step")
+    parser.add_argument("--table", action="store_true", help="train and time nothing: print the rows in --out")
     args = parser.parse_args()
     names = args.rows or [row[0] for row in ROWS]
     unknown = set(names) - {row[0] for row in ROWS}
@@ -128,6 +132,9 @@ def main() -> None:
         folder = args.out / slug(name)
         result_file = folder / "ablation.json"
         result = json.loads(result_file.read_text()) if result_file.exists() else {}
+        if args.table:
+            table.append((name, result))
+            continue
         if not args.timing_only and "metrics" not in result:
             if folder.exists():
                 import shutil
@@ -139,7 +146,8 @@ def main() -> None:
             report = evaluate_run(run, seeds=args.seeds, judge=judge, limit=args.limit)
             result = {"steps": run.step, "train_minutes": minutes, "n_sequences": report["n_sequences"],
                       "metrics": {f"{s}.{m}": v["mean"] for s, ms in report["metrics"].items() for m, v in ms.items()}}
-        result["s_per_step"] = seconds_per_step(config)
+        if args.timing_only or "s_per_step" not in result:
+            result["s_per_step"] = seconds_per_step(config)
         folder.mkdir(parents=True, exist_ok=True)
         result_file.write_text(json.dumps(result, indent=2) + "\n")
         table.append((name, result))
@@ -149,15 +157,15 @@ def main() -> None:
           "| swap: A's attributes | swap: B's action | PSNR |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, r in table:
-        m = r.get("metrics")
+        m, timing = r.get("metrics"), f"{r['s_per_step']:.3f}" if "s_per_step" in r else ""
         if not m:
-            print(f"| {name} | | {r['s_per_step']:.3f} | | | | | | | | |")
+            print(f"| {name} | not run | {timing} | | | | | | | | |")
             continue
         swap_attrs = sum(m[f"swap.{a}"] for a in ("skin", "pants", "top", "hair")) / 4
         heads = " | ".join(f"{100 * m[k]:.1f}" for k in (
             "dynamics_kept.action_accuracy", "static_kept.skin", "static_kept.pants", "static_kept.top",
             "static_kept.hair"))
-        print(f"| {name} | {r['steps']} | {r['s_per_step']:.3f} | {heads} | {100 * swap_attrs:.1f} | "
+        print(f"| {name} | {r['steps']} | {timing} | {heads} | {100 * swap_attrs:.1f} | "
               f"{100 * m['swap.action']:.1f} | {m['reconstruction.psnr']:.1f} |")
 
 
