@@ -6,7 +6,9 @@ it with the same judge and protocol (``pyro-dvae evaluate``), train a latent pre
 families that need one (DVAE, DrNet; ``--predictor-minutes``, on top of the budget), predict the
 test sequences (``pyro-dvae predict``: Sprites 3 -> 5, Moving MNIST 5 -> 10), and print two
 markdown tables with the machine, the budget and the seeds. Finished parts are kept in ``--out``
-and skipped when the script is run again. Run it on a quiet machine:
+and skipped when the script is run again; a finished ``benchmarks/quality.py`` run of the same
+preset, seed and budget copied in as ``OUT/DATA/FAMILY`` is reused (its evaluation too, when it used
+the same evaluation seeds). Run it on a quiet machine:
 
     python benchmarks/compare.py                                  # 3 families x 2 data sets, the presets' budget
     python benchmarks/compare.py --data moving-mnist-1 --minutes 5   # a shorter budget (kept per run)
@@ -34,6 +36,15 @@ def _mean(values) -> float:
     return statistics.fmean(values)
 
 
+def _finished_elsewhere(folder: Path, config) -> bool:
+    """A finished run of this preset, seed and budget made by another script (its evaluation written)."""
+    if not (folder / "evaluation.json").exists():
+        return False
+    found = load_run(folder).config
+    return (found.model == config.model and found.data == config.data and found.train.seed == config.train.seed
+            and found.train.max_minutes == config.train.max_minutes)
+
+
 def run_one(data: str, family: str, args: argparse.Namespace) -> dict:
     """Train, evaluate, (train a predictor,) predict; each part cached as JSON in the run folder."""
     folder = args.out / data / family
@@ -43,14 +54,25 @@ def run_one(data: str, family: str, args: argparse.Namespace) -> dict:
     config = preset("cpu", data, family)
     minutes = args.minutes or config.train.max_minutes
     config = config.override("train", seed=args.train_seed, steps=10**7, max_minutes=minutes, device="cpu")
-    start = time.perf_counter()
-    if (folder / "checkpoint.pt").exists():  # an interrupted comparison: finish the run's budget
-        run = resume(folder, steps=10**7, max_minutes=minutes, progress=True)
+    train_minutes = None
+    trained = folder / "trained.json"
+    if trained.exists():  # trained by an earlier call: keep it
+        run, train_minutes = load_run(folder), json.loads(trained.read_text())["train_minutes"]
+    elif _finished_elsewhere(folder, config):  # e.g. quality.py's run of the same preset, copied in
+        run = load_run(folder)
     else:
-        run = train(config, folder, progress=True)
-    train_minutes = (time.perf_counter() - start) / 60
-    report = evaluate_run(run, seeds=args.seeds, limit=args.limit)
-    (folder / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
+        start = time.perf_counter()
+        if (folder / "checkpoint.pt").exists():  # an interrupted comparison: finish the run's budget
+            run = resume(folder, steps=10**7, max_minutes=minutes, progress=True)
+        else:
+            run = train(config, folder, progress=True)
+        train_minutes = (time.perf_counter() - start) / 60
+        trained.write_text(json.dumps({"train_minutes": train_minutes}) + "\n")
+    evaluation = folder / "evaluation.json"
+    report = json.loads(evaluation.read_text()) if evaluation.exists() else None
+    if report is None or report["seeds"] != args.seeds or (args.limit and report["n_sequences"] != args.limit):
+        report = evaluate_run(run, seeds=args.seeds, limit=args.limit)
+        evaluation.write_text(json.dumps(report, indent=2) + "\n")
     predictor_minutes = 0.0
     if not run.model.can("predict_dynamics") and not (folder / PREDICTOR_FILE).exists():
         start = time.perf_counter()
