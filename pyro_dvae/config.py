@@ -8,12 +8,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import re
 import tomllib
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import tomli_w
+
 from .errors import UserInputError
+
+#: Largest seed: torch generators take 64-bit seeds and the trainer derives seed + 1, + 2, + 3.
+MAX_SEED = 2**63 - 1
+DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian", "gaussian-linear")
 DECODERS = ("concat", "film")
@@ -44,6 +54,7 @@ class ModelConfig:
 
     def validate(self) -> None:
         """Check the shared fields; families extend this with their own checks."""
+        check_types(self, "model")
         if self.image_size not in (16, 32, 64, 128):
             raise UserInputError(f"image_size {self.image_size} unsupported; use 16, 32, 64 or 128")
         if self.channels not in (1, 3):
@@ -81,9 +92,16 @@ class TrainConfig:
     device: str = "auto"
 
     def validate(self) -> None:
-        for name in ("steps", "batch_size", "log_every", "eval_every", "checkpoint_every"):
+        check_types(self, "train")
+        for name in ("steps", "batch_size", "log_every", "eval_every", "checkpoint_every", "eval_batches"):
             if getattr(self, name) < 1:
                 raise UserInputError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.kl_warmup < 0:
+            raise UserInputError(f"kl_warmup must be >= 0 (0: none), got {self.kl_warmup}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise UserInputError(f"seed must be between 0 and 2**63 - 1, got {self.seed}")
+        if not DEVICE_PATTERN.fullmatch(self.device):
+            raise UserInputError(f"unknown device {self.device!r}; use auto, cpu, cuda, cuda:N or mps")
         if not self.lr > 0:
             raise UserInputError(f"lr must be positive, got {self.lr}")
         if not self.max_minutes >= 0:
@@ -115,8 +133,11 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
 
     def validate(self) -> RunConfig:
+        """Types and ranges of every field, wherever the values came from (flags, a TOML file, a
+        checkpoint): one place, before any work starts."""
         self.model.validate()
         self.train.validate()
+        check_types(self.data, "data")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -155,7 +176,45 @@ class RunConfig:
         return dataclasses.replace(self, **{section: dataclasses.replace(current, **values)})
 
 
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "text", bool: "true or false", dict: "a table"}
+
+
+def _is(value: Any, kind: Any) -> bool:
+    """Whether ``value`` has the declared type ``kind`` (int excludes bool; float takes int too)."""
+    if typing.get_origin(kind) in (types.UnionType, typing.Union):
+        return any(_is(value, k) for k in typing.get_args(kind))
+    kind = typing.get_origin(kind) or kind
+    if kind is Any:
+        return True
+    if kind is type(None):
+        return value is None
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    return isinstance(value, kind) if isinstance(kind, type) else True
+
+
+def _type_name(kind: Any) -> str:
+    if typing.get_origin(kind) in (types.UnionType, typing.Union):
+        return " or ".join(_type_name(k) for k in typing.get_args(kind))
+    kind = typing.get_origin(kind) or kind
+    return "nothing" if kind is type(None) else _TYPE_NAMES.get(kind, getattr(kind, "__name__", str(kind)))
+
+
+def check_types(obj: Any, section: str) -> None:
+    """Every field of a config dataclass holds a value of its declared type: a TOML ``steps = "3"``
+    or ``batch_size = 2.5`` is a one-line error here instead of a crash later."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if not _is(value, hints[f.name]):
+            raise UserInputError(f"[{section}] {f.name} must be {_type_name(hints[f.name])}, got {value!r}")
+
+
 def _build(cls, values: dict[str, Any], section: str):
+    if not isinstance(values, dict):
+        raise UserInputError(f"[{section}] must be a table of settings, got {values!r}")
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(values) - names
     if unknown:
@@ -186,9 +245,11 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     """Read a TOML (or JSON) config file into a dict of sections."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_bytes().decode("utf-8")
     except OSError as err:
         raise UserInputError(f"cannot read config file {path}: {err.strerror}") from None
+    except UnicodeDecodeError:
+        raise UserInputError(f"config file {path} is not text (not UTF-8); pass a TOML file") from None
     try:
         return json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except (ValueError, tomllib.TOMLDecodeError) as err:
@@ -196,14 +257,5 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 
 
 def to_toml(config: RunConfig) -> str:
-    """TOML text for a config (flat sections of scalars; data options as a sub-table)."""
-    lines: list[str] = []
-    for section, values in config.to_dict().items():
-        options = values.pop("options", None)
-        lines.append(f"[{section}]")
-        lines += [f"{k} = {json.dumps(v)}" for k, v in values.items()]
-        if options:
-            lines.append(f"\n[{section}.options]")
-            lines += [f"{k} = {json.dumps(v)}" for k, v in options.items()]
-        lines.append("")
-    return "\n".join(lines)
+    """TOML text for a config, written by tomli-w so that every value reads back as it was."""
+    return tomli_w.dumps(config.to_dict())

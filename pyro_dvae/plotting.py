@@ -15,6 +15,8 @@ from matplotlib.figure import Figure
 from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 from torch import Tensor
 
+from .atomic import atomic_write
+
 
 def to_image(frame: Tensor) -> np.ndarray:
     """(C, H, W) in [0, 1] -> (H, W, 3) array for imshow (grey frames become RGB)."""
@@ -179,9 +181,8 @@ def training_curves(metrics: Sequence[dict], metric: str = "elbo_per_frame") -> 
 
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
-    """Save and close a figure; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-    return path
+    """Save (atomically: never a torn file) and close a figure; returns the path."""
+    try:
+        return atomic_write(path, lambda fh: fig.savefig(fh, dpi=dpi, format=Path(path).suffix[1:] or "png"))
+    finally:
+        plt.close(fig)

@@ -36,6 +36,7 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
+from . import plugins
 from .config import ModelConfig
 from .errors import UserInputError
 from .nets import gaussian_params, mlp
@@ -63,11 +64,21 @@ def register_f_prior(name: str):
     return _register(_F_PRIORS, name)
 
 
+def _with_plugins(table: dict[str, PriorFactory], kind: str) -> dict[str, PriorFactory]:
+    """``table`` after the priors that installed packages declare (entry points) joined it."""
+    group = plugins.Z_PRIORS if kind == "z" else plugins.F_PRIORS
+    plugins.load_plugins(group, lambda name, factory: _register(table, name)(factory), lambda: table)
+    return table
+
+
 def _make(table: dict[str, PriorFactory], kind: str, name: str, cfg: ModelConfig) -> nn.Module:
-    if name not in table:
+    if name not in _with_plugins(table, kind):
+        if broken := plugins.broken_plugin(plugins.Z_PRIORS if kind == "z" else plugins.F_PRIORS, name):
+            raise broken
         raise UserInputError(
             f"unknown {kind} prior {name!r}; registered: {', '.join(sorted(table))}"
-            f" (register yours with pyro_dvae.priors.register_{kind}_prior before loading)"
+            f" (register yours with pyro_dvae.priors.register_{kind}_prior before loading, or declare it"
+            f" in your package's entry points, group {plugins.Z_PRIORS if kind == 'z' else plugins.F_PRIORS})"
         )
     return table[name](cfg)
 
@@ -81,11 +92,11 @@ def make_f_prior(cfg: ModelConfig) -> nn.Module:
 
 
 def z_prior_names() -> list[str]:
-    return sorted(_Z_PRIORS)
+    return sorted(_with_plugins(_Z_PRIORS, "z"))
 
 
 def f_prior_names() -> list[str]:
-    return sorted(_F_PRIORS)
+    return sorted(_with_plugins(_F_PRIORS, "f"))
 
 
 @register_z_prior("conditional-gaussian")

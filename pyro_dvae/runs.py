@@ -43,9 +43,76 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def read_metrics(path: Path) -> list[dict]:
+    """The records of a metrics.jsonl; a line that is not a whole record (the torn last line of
+    a killed write, say) is skipped."""
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("step"), int) and isinstance(record.get("split"), str):
+            records.append(record)
+    return records
+
+
+def no_checkpoint_error(path: Path) -> UserInputError:
+    """What to tell someone who passed a folder without a checkpoint: a run that stopped before its
+    first checkpoint (its config.toml is there), or not a run at all."""
+    if (path / CONFIG_FILE).is_file():
+        return UserInputError(f"the run in {path} stopped before its first checkpoint, so there is nothing to load "
+                              f"or resume; train it again (`pyro-dvae train --config {path / CONFIG_FILE} --out DIR`)")
+    return UserInputError(f"{path} is not a run directory (no {CHECKPOINT_FILE}); pass the --out folder of "
+                          "`pyro-dvae train`")
+
+
+def read_run_checkpoint(path: Path, map_location: str | torch.device = "cpu",
+                        for_resume: bool = False) -> tuple[dict, RunConfig]:
+    """A run's checkpoint and its validated config; anything else (a judge file, a file with other
+    keys, a config with wrong types or values) is a one-line user error before any work starts."""
+    payload = load_checkpoint(path, map_location=map_location)
+    if payload.get("kind") == "pyro-dvae-judge":
+        raise UserInputError(f"{path} is a judge file, not a run's checkpoint; pass it to `pyro-dvae evaluate "
+                             "--judge` and pass a run directory of `pyro-dvae train` here")
+    needed = {"config": dict, "step": int, "model": dict}
+    if for_resume:
+        needed |= {"optimizer": dict, "rng": dict}
+    wrong = [key for key, kind in needed.items() if not isinstance(payload.get(key), kind)]
+    if not wrong and for_resume:
+        rng = payload["rng"]
+        wrong = [f"rng.{k}" for k in ("torch", "batches") if not isinstance(rng.get(k), torch.Tensor)]
+    if wrong or payload["step"] < 0:
+        raise UserInputError(f"{path} is not a complete run checkpoint ({', '.join(wrong) or 'step'} missing or "
+                             "malformed); pass the checkpoint.pt of a `pyro-dvae train` run")
+    try:
+        config = RunConfig.from_dict(payload["config"]).validate()
+    except UserInputError as err:
+        raise UserInputError(f"{path} holds an invalid config: {err}") from None
+    return payload, config
+
+
+def load_weights(model: torch.nn.Module, state: dict, path: Path, model_config: object = None) -> None:
+    """``model.load_state_dict(state)`` with the first difference named when the two disagree."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    shapes = [name for name in expected if name in state and (not isinstance(state[name], torch.Tensor)
+                                                              or state[name].shape != expected[name].shape)]
+    if not (missing or extra or shapes):
+        model.load_state_dict(state)
+        return
+    if shapes:
+        name = shapes[0]
+        found = tuple(state[name].shape) if isinstance(state[name], torch.Tensor) else type(state[name]).__name__
+        problem = f"{name} is {found} in the file but {tuple(expected[name].shape)} for its config"
+    else:
+        problem = f"missing {missing[0]}" if missing else f"unexpected {extra[0]}"
+    priors = " / ".join(repr(getattr(model_config, n)) for n in ("z_prior", "f_prior") if hasattr(model_config, n))
+    hint = f"; if a prior registered as {priors} changed since training, register the original" if priors else ""
+    raise UserInputError(f"{path}: weights do not match its config ({problem}): the file is damaged or was "
+                         f"edited{hint}")
 
 
 @dataclass
@@ -65,23 +132,11 @@ class Run:
             raise UserInputError(f"run directory {path} does not exist; pass the --out folder of `pyro-dvae train`")
         ckpt_path = path / CHECKPOINT_FILE if path.is_dir() else path
         if path.is_dir() and not ckpt_path.is_file():
-            raise UserInputError(
-                f"{path} is not a run directory (no {CHECKPOINT_FILE}); pass the --out folder of `pyro-dvae train`"
-            )
+            raise no_checkpoint_error(path)
         torch_device = resolve_device(device)
-        payload = load_checkpoint(ckpt_path, map_location=torch_device)
-        config = RunConfig.from_dict(payload["config"])
+        payload, config = read_run_checkpoint(ckpt_path, torch_device)
         model = get_family(config.model.family).build(config.model).to(torch_device)
-        try:
-            model.load_state_dict(payload["model"])
-        except RuntimeError:
-            priors = " / ".join(repr(getattr(config.model, name)) for name in ("z_prior", "f_prior")
-                                if hasattr(config.model, name))
-            raise UserInputError(
-                f"{ckpt_path} weights do not match its config: a prior registered under the name "
-                f"{priors} differs from the one it was trained with, or the file is damaged; "
-                "register the original prior before loading"
-            ) from None
+        load_weights(model, payload["model"], ckpt_path, config.model)
         model.eval()
         return cls(ckpt_path.parent, config, model, int(payload["step"]))
 

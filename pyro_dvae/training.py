@@ -11,6 +11,10 @@ is recorded on the device too. The host reads the loss only every ``log_every`` 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -18,8 +22,9 @@ import torch
 from tqdm.auto import tqdm
 
 from . import plotting, posterior
-from .checkpoint import load_checkpoint, save_checkpoint
-from .config import RunConfig, to_toml
+from .atomic import DirectoryLock, write_text_atomic
+from .checkpoint import save_checkpoint
+from .config import RunConfig, read_config_file, to_toml
 from .data import FrameSets, load_frame_sets
 from .errors import TrainingDiverged, TrainingInterrupted, UserInputError
 from .models import get_family
@@ -29,7 +34,10 @@ from .runs import (
     FIGURES_DIR,
     METRICS_FILE,
     Run,
+    load_weights,
+    no_checkpoint_error,
     read_metrics,
+    read_run_checkpoint,
     resolve_device,
 )
 
@@ -51,16 +59,101 @@ def resume(run_dir: str | Path, steps: int | None = None, device: str | None = N
     ``max_minutes`` replaces the run's wall-clock budget for this session (0: none).
     """
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserInputError(f"run directory {run_dir} does not exist; pass the --out folder of a run")
     if not (run_dir / CHECKPOINT_FILE).is_file():
-        raise UserInputError(f"{run_dir} is not a run directory (no {CHECKPOINT_FILE}); pass the --out folder of a run")
-    payload = load_checkpoint(run_dir / CHECKPOINT_FILE)
-    config = RunConfig.from_dict(payload["config"])
+        raise no_checkpoint_error(run_dir)
+    payload, config = read_run_checkpoint(run_dir / CHECKPOINT_FILE, for_resume=True)
+    _check_same_run(run_dir, config)
     config = config.override("train", steps=steps, device=device, max_minutes=max_minutes).validate()
     if config.train.steps <= payload["step"]:
         raise UserInputError(
             f"{run_dir} is already at step {payload['step']}; pass --steps larger than that"
         )
     return _Trainer(config, run_dir, progress).run(payload)
+
+
+def _check_same_run(run_dir: Path, config: RunConfig) -> None:
+    """Refuse a checkpoint copied in from another run: its config must be the run's own (config.toml,
+    written when the run started; what a resume may change, steps, budget and device, aside)."""
+    try:
+        own = RunConfig.from_dict(read_config_file(run_dir / CONFIG_FILE))
+    except UserInputError:
+        return  # no readable config.toml: nothing to compare with
+    session = {"steps": 0, "max_minutes": 0.0, "device": "auto"}
+    if own.override("train", **session) != config.override("train", **session):
+        mine, theirs = own.to_dict(), config.to_dict()
+        differ = [f"{section}.{key}" for section in mine for key in mine[section]
+                  if key not in session and mine[section][key] != theirs[section].get(key)]
+        raise UserInputError(f"{run_dir / CHECKPOINT_FILE} belongs to another run (it differs from "
+                             f"{run_dir / CONFIG_FILE} in {', '.join(differ) or 'its config'}); resume the run it "
+                             "came from, or train this one anew")
+
+
+def device_memory(device: torch.device) -> int | None:
+    """Bytes of memory the device has (None where it cannot be told)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    if device.type == "cpu":
+        try:
+            return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (AttributeError, ValueError, OSError):
+            return None
+    return None
+
+
+def check_memory(config: RunConfig, device: torch.device) -> None:
+    """Refuse a run that cannot fit, with an estimate, before any memory is taken.
+
+    The estimate is a lower bound on one training step: the parameters with their gradients and
+    Adam's two moments (counted on a model built on the meta device, which allocates nothing), and
+    a batch of input frames with the first layer's feature maps, forward and backward. A run
+    refused here could not have run; one that passes may still need more.
+    """
+    have = device_memory(device)
+    if have is None:
+        return
+    m, t = config.model, config.train
+    try:
+        with torch.device("meta"):
+            parameters = sum(p.numel() for p in get_family(m.family).build(m).parameters())
+    except Exception:  # a plugin family that cannot be built on the meta device: count the batch only
+        parameters = 0
+    per_frame = m.channels * m.image_size**2 + m.conv_width * (m.image_size // 2) ** 2
+    need = 4 * (4 * parameters + 2 * t.batch_size * m.frames * per_frame)
+    if need > have:
+        raise UserInputError(
+            f"this run needs at least {need / 2**30:,.1f} GiB for one training step ({parameters / 1e6:,.1f}M "
+            f"parameters, batch {t.batch_size:,} x {m.frames} frames of {m.image_size}px) but {device} has "
+            f"{have / 2**30:,.1f} GiB; lower --batch-size, --frames, --image-size or the network widths")
+
+
+class DeferredInterrupt:
+    """Ctrl-C while training steps run is recorded here and acted on between two steps.
+
+    A KeyboardInterrupt raised inside a step could land after the step drew its batch (the saved
+    random state would then be one batch ahead, and a resumed run would diverge) or between the
+    per-parameter updates of the optimiser; and a second Ctrl-C could land in the checkpoint write.
+    Deferring it makes an interrupted run save whole steps with the random state the next step
+    needs, so that resuming gives the same bits as an uninterrupted run. Outside the main thread
+    (where signal handlers cannot be set) Ctrl-C is left as it is.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def _record(self, signum, frame) -> None:
+        self.requested = True
+
+    def __enter__(self) -> DeferredInterrupt:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._record)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 class _Trainer:
@@ -80,6 +173,7 @@ class _Trainer:
         self.out, self.progress = out, progress
         self.out_of_time = False
         self.device = resolve_device(config.train.device)
+        check_memory(config, self.device)
         self.family = get_family(config.model.family)
         self.train_data = self._open(config, "train")
         self.test_data = self._open(config, "test")
@@ -127,8 +221,12 @@ class _Trainer:
         self.eval_batches = [self._batch(self.test_data, eval_rng) for _ in range(self.cfg.eval_batches)]
         if payload is None:
             return 0
-        self.model.load_state_dict(payload["model"])
-        self.plan.load_state_dict(payload["optimizer"])
+        load_weights(self.model, payload["model"], self.out / self.checkpoint_file, self.config.model)
+        try:
+            self.plan.load_state_dict(payload["optimizer"])
+        except (KeyError, ValueError, RuntimeError, TypeError):
+            raise UserInputError(f"{self.out / self.checkpoint_file}: the optimiser state does not match the "
+                                 "model; the file is damaged or was edited") from None
         torch.set_rng_state(payload["rng"]["torch"].cpu())
         if self.device.type == "cuda" and "cuda" in payload["rng"]:
             torch.cuda.set_rng_state(payload["rng"]["cuda"].cpu(), self.device)
@@ -136,17 +234,39 @@ class _Trainer:
         return int(payload["step"])
 
     def _start_files(self, step: int) -> None:
-        self.out.mkdir(parents=True, exist_ok=True)
-        if self.config_file:
-            (self.out / self.config_file).write_text(to_toml(self.config))
-        # Drop metrics logged after the checkpoint we resume from: those steps will be redone.
-        kept = [m for m in read_metrics(self.out / self.metrics_file) if m["step"] <= step]
-        (self.out / self.metrics_file).write_text("".join(json.dumps(m) + "\n" for m in kept))
+        created, self._lock = not self.out.exists(), None
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+            # One writer per run directory and stage; released when the loop ends (or the process).
+            self._lock = DirectoryLock(self.out, f".{self.checkpoint_file}.lock",
+                                       f"training {self.checkpoint_file}").__enter__()
+            if self.config_file:
+                write_text_atomic(self.out / self.config_file, to_toml(self.config))
+            # Drop metrics logged after the checkpoint we resume from: those steps will be redone.
+            kept = [m for m in read_metrics(self.out / self.metrics_file) if m["step"] <= step]
+            write_text_atomic(self.out / self.metrics_file, "".join(json.dumps(m) + "\n" for m in kept))
+        except OSError as err:
+            self._unlock()
+            if created:  # leave no empty run directory behind
+                shutil.rmtree(self.out, ignore_errors=True)
+            raise UserInputError(f"cannot write the run directory {self.out} ({err.strerror}); "
+                                 "pass a writable --out") from None
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self, payload: dict | None = None) -> Run:
         step = self._build(payload)
         self._start_files(step)
+        try:
+            return self._loop(step)
+        finally:
+            self._unlock()
+
+    def _unlock(self) -> None:
+        if self._lock is not None:
+            self._lock.__exit__(None, None, None)
+            self._lock = None
+
+    def _loop(self, step: int) -> Run:
         total = self.cfg.steps
         frames_per_batch = self.cfg.batch_size * self._frames_per_example
         loss_sum = torch.zeros((), device=self.device)
@@ -156,49 +276,56 @@ class _Trainer:
         tick, tick_step = time.perf_counter(), step
         budget_s = 60 * self.cfg.max_minutes if self.cfg.max_minutes else float("inf")
         self.model.train()
-        try:
-            last = step >= total
-            while not last:
-                loss = self.step(step + 1)
-                step += 1  # counted once its update is applied: an interrupt saves whole steps
-                loss_sum += loss
-                # Python scalar, not torch.tensor(step): a host-to-device copy would sync.
-                first_bad.masked_fill_((first_bad < 0) & ~torch.isfinite(loss), step)
-                # The last step: the planned total, or the first one after the budget is spent
-                # (it then ends like a finished run: logged, evaluated, checkpointed, figures).
-                self.out_of_time = time.perf_counter() - self.started >= budget_s
-                last = step >= total or self.out_of_time
-                if step % self.cfg.log_every == 0 or last:
-                    self._check_finite(first_bad)
-                    now = time.perf_counter()
-                    rate = (step - tick_step) / (now - tick)
-                    value = -loss_sum.item() / ((step - tick_step) * frames_per_batch)
-                    self._log({"step": step, "split": "train", self.plan.metric: value,
-                               "steps_per_s": rate, "kl_scale": self.plan.kl_scale(step)})
-                    bar.set_postfix({self.plan.metric.replace("_per_", "/"): f"{value:.1f}",
-                                     "steps/s": f"{rate:.2f}"})
-                    bar.update(step - bar.n)
-                    loss_sum.zero_()
-                    tick, tick_step = time.perf_counter(), step
-                if step % self.cfg.eval_every == 0 or last:
-                    self._log({"step": step, "split": "test", self.plan.metric: self.evaluate()})
-                if step % self.cfg.checkpoint_every == 0 or last:
-                    self._check_finite(first_bad)
-                    self.save(step)
-        except KeyboardInterrupt:
-            bar.close()
-            self._check_finite(first_bad)
-            self.save(step)
-            raise TrainingInterrupted(
-                f"interrupted at step {step}; checkpoint saved. Continue with "
-                f"`{self.resume_command} {self.out} --steps {total}`"
-            ) from None
+        with DeferredInterrupt() as interrupt:
+            try:
+                last = step >= total
+                while not last:
+                    loss = self.step(step + 1)
+                    step += 1
+                    loss_sum += loss
+                    # Python scalar, not torch.tensor(step): a host-to-device copy would sync.
+                    first_bad.masked_fill_((first_bad < 0) & ~torch.isfinite(loss), step)
+                    # The last step: the planned total, or the first one after the budget is spent
+                    # (it then ends like a finished run: logged, evaluated, checkpointed, figures).
+                    self.out_of_time = time.perf_counter() - self.started >= budget_s
+                    last = step >= total or self.out_of_time
+                    if step % self.cfg.log_every == 0 or last:
+                        self._check_finite(first_bad)
+                        now = time.perf_counter()
+                        rate = (step - tick_step) / (now - tick)
+                        value = -loss_sum.item() / ((step - tick_step) * frames_per_batch)
+                        self._log({"step": step, "split": "train", self.plan.metric: value,
+                                   "steps_per_s": rate, "kl_scale": self.plan.kl_scale(step)})
+                        bar.set_postfix({self.plan.metric.replace("_per_", "/"): f"{value:.4g}",
+                                         "steps/s": f"{rate:.2f}"})
+                        bar.update(step - bar.n)
+                        loss_sum.zero_()
+                        tick, tick_step = time.perf_counter(), step
+                    if step % self.cfg.eval_every == 0 or last:
+                        self._log({"step": step, "split": "test", self.plan.metric: self.evaluate()})
+                    if step % self.cfg.checkpoint_every == 0 or last:
+                        self._check_finite(first_bad)
+                        self.save(step)
+                    if interrupt.requested:
+                        raise KeyboardInterrupt
+            except KeyboardInterrupt:
+                # From the handler, between two steps: exact. Raised inside a step (training outside
+                # the main thread, where no handler can be set): saved too, but then not bitwise exact.
+                bar.close()
+                self._check_finite(first_bad)
+                self.save(step)
+                raise TrainingInterrupted(f"interrupted at step {step}; checkpoint saved. Continue with "
+                                          f"`{self.resume_command} {self.out} --steps {total}`") from None
         bar.close()
         if self.out_of_time:
             tqdm.write(f"the wall-clock budget of {self.cfg.max_minutes:g} min was spent at step {step} of "
                        f"{total}; checkpoint saved (continue with `{self.resume_command} {self.out} --steps N`)")
         self.model.eval()
-        self.figures()
+        try:
+            self.figures()
+        except KeyboardInterrupt:
+            raise TrainingInterrupted(f"interrupted while drawing the figures; the run is complete at step {step} "
+                                      f"and its checkpoint saved in {self.out}") from None
         return self._result(step)
 
     def _result(self, step: int):
@@ -211,10 +338,9 @@ class _Trainer:
     def _check_finite(self, first_bad: torch.Tensor) -> None:
         bad = int(first_bad)
         if bad >= 0:
-            raise TrainingDiverged(
-                f"loss became NaN/inf at step {bad}; the last good checkpoint in {self.out} is kept."
-                " Lower --lr or check the data for NaN"
-            )
+            kept = (f"the last good checkpoint in {self.out} is kept" if (self.out / self.checkpoint_file).exists()
+                    else f"no checkpoint exists yet (the first is written at step {self.cfg.checkpoint_every})")
+            raise TrainingDiverged(f"loss became NaN/inf at step {bad}; {kept}. Lower --lr or check the data for NaN")
 
     @torch.no_grad()
     def evaluate(self) -> float:

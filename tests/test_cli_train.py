@@ -82,6 +82,8 @@ def test_bad_paths_give_one_line_errors(tmp_path):
     result = invoke("train", *TINY, "--out", str(a_file))
     assert result.exit_code == 1 and "is a file" in result.output
     result = invoke("train", "--resume", str(tmp_path / "missing"))
+    assert result.exit_code == 1 and "missing does not exist" in result.output
+    result = invoke("train", "--resume", str(tmp_path))
     assert result.exit_code == 1 and "not a run directory" in result.output
     bad = tmp_path / "bad.toml"
     bad.write_text("model = [")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import sys
 import warnings
@@ -257,6 +258,20 @@ def test_cache_is_reused_and_invalidated_per_file(tmp_path, monkeypatch):
     load_frame_sets(folder, image_size=16)
     cache = folder / ".pyro-dvae-cache" / "16px-3ch-center"
     assert len(list(cache.glob("*.npy"))) == 2
+
+
+@pytest.mark.parametrize("manifest", ['[1, 2]', '{"version": 1, "settings": {}, "entries": [', 'null',
+                                      '{"version": 1, "settings": SETTINGS, "entries": {"clip0.mp4": 3}}',
+                                      '{"version": 1, "settings": SETTINGS, "entries": []}'])
+def test_a_malformed_cache_manifest_counts_as_empty(tmp_path, manifest):
+    folder = tmp_path / "videos"
+    write_videos(folder, count=1)
+    first = load_frame_sets(folder, image_size=16, test_fraction=0).sequence(0)
+    path = folder / ".pyro-dvae-cache" / "16px-3ch-center" / "manifest.json"
+    settings = json.dumps(json.loads(path.read_text())["settings"])
+    path.write_text(manifest.replace("SETTINGS", settings))
+    again = load_frame_sets(folder, image_size=16, test_fraction=0).sequence(0)  # decoded again
+    assert torch.equal(again, first) and json.loads(path.read_text())["entries"]["clip0.mp4"]["file"]
 
 
 def test_cache_dir_option_keeps_the_data_folder_untouched(tmp_path):

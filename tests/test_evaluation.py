@@ -128,6 +128,24 @@ def test_judge_file_round_trip_and_cache(sprites_judge, tmp_path, monkeypatch):
     assert judges.judge_key(settings) != judges.judge_key(dataclasses.replace(settings, steps=8))
 
 
+@pytest.mark.parametrize("kind", judges.KINDS)
+def test_the_default_judges_ship_with_the_package(kind, monkeypatch):
+    """A fresh install evaluates at once: with an empty cache the default judge of each kind is
+    the shipped file (no training), and it still carries the current cache key (a change to the
+    bundled data or the protocol changes the key: rebuild it with `pyro-dvae judge train KIND`)."""
+    monkeypatch.setattr(judges.store, "train_judge", lambda *a, **k: pytest.fail("trained instead of shipped"))
+    settings = judges.default_settings(kind)
+    judge, key = get_judge(settings, progress=False), judges.judge_key(settings)
+    assert judge.path == judges.store.shipped_judge(key) and judge.key == key
+    assert min(v for accs in judge.report["test_accuracy"].values() for v in accs.values()) > 0.95
+    if kind == "sprites":  # it names the attributes of held-out test identities
+        ids = torch.from_numpy(split_identities("test")[:12])
+        x = SpriteCompositor().render(ids[:, None], torch.tensor([c for row in EVAL_CELLS for c in row]))
+        with torch.no_grad():
+            predicted = judge.net.attribute_logits(judge.net.encoder(x)).argmax(-1)
+        assert (predicted == decode_identity(ids)[:, None, :]).float().mean() > 0.95
+
+
 def test_a_run_file_is_not_a_judge(tmp_path, tiny_config):
     run = train(tiny_config.override("train", steps=1), tmp_path / "run", progress=False)
     from pyro_dvae.errors import UserInputError

@@ -66,10 +66,11 @@ def test_identity_codes_round_trip(k):
 @settings(max_examples=25, deadline=None)
 @given(f_dim=st.integers(1, 512), z_dim=st.integers(1, 16), frames=st.integers(2, 8),
        lr=st.floats(1e-6, 1.0, allow_nan=False), steps=st.integers(1, 10**6),
-       source=st.sampled_from(["sprites", "squares", "moving-mnist", "my data/videos"]),
-       options=st.dictionaries(st.sampled_from(["digits", "limit_identities", "crop"]),
-                               st.one_of(st.integers(1, 9), st.sampled_from(["faces", "center"])),
-                               max_size=2))
+       source=st.one_of(st.sampled_from(["sprites", "squares", "moving-mnist"]), st.text(min_size=1)),
+       options=st.dictionaries(st.sampled_from(["digits", "limit_identities", "crop", "extensions"]),
+                               st.one_of(st.integers(1, 9), st.floats(allow_nan=False), st.text(),
+                                         st.lists(st.text(), max_size=3)),
+                               max_size=3))
 def test_config_toml_round_trip(tmp_path_factory, f_dim, z_dim, frames, lr, steps, source, options):
     config = (preset("cpu", "sprites").override("model", f_dim=f_dim, z_dim=z_dim, frames=frames)
               .override("train", lr=lr, steps=steps).override("data", source=source, options=options))

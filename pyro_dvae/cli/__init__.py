@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import click
 import matplotlib
 
@@ -10,21 +12,42 @@ from ..errors import PyroDVAEError
 
 
 class _Group(click.Group):
-    """Turns the library's user-facing errors into a one-line message and an exit code."""
+    """Turns the library's user-facing errors, the operating system's refusals (a path that cannot
+    be written or read) and Ctrl-C outside a training loop into a one-line message and an exit code."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except PyroDVAEError as err:
-            failure = click.ClickException(str(err))
-            failure.exit_code = err.exit_code
-            raise failure from None
+            message, exit_code = str(err), err.exit_code
+        except OSError as err:
+            where = f" {err.filename}" if err.filename else ""
+            message, exit_code = f"cannot use{where}: {err.strerror or err}; check the path and its permissions", 1
+        except KeyboardInterrupt:
+            message, exit_code = "interrupted; files are written atomically, so none is left half-written", 130
+        failure = click.ClickException(message)
+        failure.exit_code = exit_code
+        raise failure from None
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="pyro-dvae")
 def main() -> None:
     """Learn disentangled static (f) and dynamic (z) codes from unordered frame sets."""
+    warnings.showwarning = _show_warning
+
+
+_python_showwarning = warnings.showwarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """The package's data warnings as people read them: the message alone, no source location."""
+    from ..data.files import DataWarning
+
+    if issubclass(category, DataWarning):
+        click.echo(f"warning: {message}", err=True)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
 
 
 # The CLI only writes figures to files; Agg needs no display (set before any figure exists).

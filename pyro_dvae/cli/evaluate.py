@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ..atomic import write_text_atomic
 from ..errors import UserInputError
 
 _JUDGE_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -42,7 +43,7 @@ def evaluate_command(run_dir, seeds, out, judge_file, limit, batch_size, device,
     out = out or run.path / "evaluation.json"
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2) + "\n")
+        write_text_atomic(out, json.dumps(report, indent=2) + "\n")
     except OSError as err:
         raise UserInputError(f"cannot write {out} ({err.strerror}); pass a writable --out") from None
     click.echo(format_report(report))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ..errors import UserInputError
 from .train import parse_options
 
 
@@ -34,6 +35,23 @@ def _shared_options(default_out: str, default_sequences: int) -> Callable:
     return decorate
 
 
+# Frames in one figure: beyond this a grid is unreadable and its drawing needs gigabytes.
+MAX_FIGURE_FRAMES = 10_000
+
+
+def check_figure_size(sequences: int, frames: int, draws: int = 1) -> None:
+    """Refuse figure sizes that would exhaust memory, with an estimate, before any work starts."""
+    if sequences * frames > MAX_FIGURE_FRAMES:
+        # About 120x120 RGBA pixels per drawn frame at the figures' dpi, plus the frames themselves.
+        estimate = sequences * frames * (120 * 120 * 4 + 3 * 64 * 64 * 4) / 1e9
+        raise UserInputError(f"--sequences {sequences} x --frames {frames} would draw {sequences * frames:,} frames "
+                             f"in one figure (about {estimate:.1f} GB to draw, and unreadable); keep sequences x "
+                             f"frames <= {MAX_FIGURE_FRAMES:,}")
+    if draws > 100_000:
+        raise UserInputError(f"--draws {draws:,} posterior draws per chain would need about {draws * 8e-5:.0f} MB "
+                             "per latent dimension and sequence; use at most 100,000")
+
+
 @click.command("sample")
 @_shared_options("samples", 6)
 @click.option("--from", "source", type=click.Choice(("auto", "prior", "data")), default="auto", show_default=True,
@@ -45,6 +63,7 @@ def sample_command(run_dir: Path, out: Path | None, sequences: int, frames: int,
     from ..reports import sample_report
     from ..runs import load_run
 
+    check_figure_size(sequences, frames)
     run = load_run(run_dir, device)
     sample_report(run, out or run.path / "samples", sequences, frames, seed, log=click.echo, source=source)
 
@@ -64,6 +83,7 @@ def inspect_command(run_dir: Path, out: Path | None, sequences: int, frames: int
     from ..reports import inspect_report
     from ..runs import load_run
 
+    check_figure_size(sequences, frames, draws)
     run = load_run(run_dir, device)
     out = out or run.path / "inspect"
     data = run.data(split, source, **parse_options(data_options))

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import click
 
-from ..config import ELBOS, LIKELIHOODS, PRESETS, RunConfig, preset, read_config_file
+from ..config import DEVICE_PATTERN, ELBOS, LIKELIHOODS, PRESETS, RunConfig, preset, read_config_file
 from ..errors import UserInputError
-from ..models import family_names
 from ..runs import resolve_device
 
 
@@ -28,19 +27,25 @@ def parse_options(pairs: tuple[str, ...], kind: str = "data", example: str = "di
     return options
 
 
-def build_config(preset_name: str, data: str | None, config_file: Path | None, device: str,
+def build_config(preset_name: str, data: str | None, config_file: Path | None, device: str | None,
                  overrides: dict, data_options: dict, model: str | None = None,
                  model_options: dict | None = None) -> RunConfig:
     """The model family's preset, then the config file, then flags (each later one wins)."""
     from_file = read_config_file(config_file) if config_file is not None else {}
+    for section, values in from_file.items():
+        if section not in ("model", "train", "data") or not isinstance(values, dict):
+            raise UserInputError(f"config file {config_file}: [{section}] is not a section of settings; "
+                                 "use the tables [model], [train] and [data]")
     source = data or from_file.get("data", {}).get("source") or "sprites"
     family = model or from_file.get("model", {}).get("family") or "dvae"
+    # --device, else the file's (checked, never replaced by auto), else auto.
+    device = device or from_file.get("train", {}).get("device") or "auto"
+    if not isinstance(device, str) or not DEVICE_PATTERN.fullmatch(device):
+        raise UserInputError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps")
     if preset_name == "auto":
         preset_name = "paper" if resolve_device(device).type == "cuda" else "cpu"
     merged = preset(preset_name, source, family).to_dict()
     for section, values in from_file.items():
-        if not isinstance(values, dict) or section not in merged:
-            raise UserInputError(f"config file {config_file}: unknown section [{section}]; use model, train, data")
         merged[section].update(values)
     merged["model"]["family"] = family
     config = RunConfig.from_dict(merged)
@@ -56,8 +61,8 @@ def build_config(preset_name: str, data: str | None, config_file: Path | None, d
 
 @click.command("train")
 @click.option("--model", "model",
-              help=f"Model family: {', '.join(family_names())} (default dvae: Helminger et al. 2018, order-free; "
-                   "dsa: Li & Mandt 2018).")
+              help="Model family: dvae (default: Helminger et al. 2018, order-free), dsa (Li & Mandt 2018), "
+                   "drnet (Denton & Birodkar 2017), or one that an installed package declares.")
 @click.option("--data", "data",
               help="Data source: sprites (default), moving-mnist, squares, ... or a path to your data.")
 @click.option("--preset", "preset_name", type=click.Choice(("auto", *PRESETS)), default="auto",
@@ -79,7 +84,7 @@ def build_config(preset_name: str, data: str | None, config_file: Path | None, d
               help="Wall-clock budget: end the run cleanly (checkpoint, figures) when it is spent; 0 for none.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Adam learning rate.")
 @click.option("--seed", type=int, help="Random seed (weights, batches).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--device", help="auto (the default: CUDA when present), cpu, cuda or cuda:N.")
 @click.option("--out", type=click.Path(path_type=Path), help="Run directory (default runs/DATA-TIME).")
 @click.option("--resume", type=click.Path(path_type=Path), help="Continue the run in this directory to --steps.")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -105,6 +110,7 @@ def train_command(model, data, preset_name, device, out, resume, config_file, da
         if changed or config_file or data_options or model_options or model or crop or out:
             raise UserInputError("when resuming only --steps, --max-minutes and --device may be given; "
                                  "the run's own config is used")
+        device = device or "auto"
         click.echo(f"resuming {resume} on {resolve_device(device)}")
         run = resume_run(resume, steps=flags["steps"], device=device, progress=not quiet,
                          max_minutes=flags["max_minutes"])
@@ -113,6 +119,7 @@ def train_command(model, data, preset_name, device, out, resume, config_file, da
         config = build_config(preset_name, data, config_file, device, flags, options, model,
                               parse_options(model_options, "model", "posterior=full"))
         out = out or Path("runs") / f"{Path(str(config.data.source)).name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        device = config.train.device
         click.echo(f"model: {config.model.family}  device: {resolve_device(device)}  "
                    f"preset: {_preset_label(preset_name, device)}  data: {config.data.source}  "
                    f"steps: {config.train.steps}  out: {out}")

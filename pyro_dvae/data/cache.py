@@ -74,13 +74,19 @@ class FrameCache:
         self.entries: dict[str, dict[str, Any]] = self._read_manifest()
 
     def _read_manifest(self) -> dict[str, dict[str, Any]]:
+        """The manifest's entries; a missing, unreadable or malformed manifest counts as empty."""
         try:
             manifest = json.loads(self._manifest_path.read_text())
         except (OSError, ValueError):
             return {}
-        if manifest.get("version") != FORMAT_VERSION or manifest.get("settings") != self.settings:
+        if (not isinstance(manifest, dict) or manifest.get("version") != FORMAT_VERSION
+                or manifest.get("settings") != self.settings or not isinstance(manifest.get("entries"), dict)):
             return {}
-        return manifest.get("entries", {})
+        entries = manifest["entries"]
+        well_formed = all(isinstance(e, dict) and isinstance(e.get("signature"), list)
+                          and isinstance(e.get("file"), str | None) and isinstance(e.get("problems"), list)
+                          for e in entries.values())
+        return entries if well_formed else {}
 
     def get(self, key: str, signature: Signature) -> tuple[np.ndarray | None, list[str]] | None:
         """(frames memory-mapped or None, problems) of ``key``; None when it must be decoded.

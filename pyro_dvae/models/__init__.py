@@ -78,18 +78,35 @@ def register_family(family: Family) -> Family:
     return family
 
 
+def _with_plugins() -> dict[str, Family]:
+    """The registered families and those that installed packages declare (entry points)."""
+    from .. import plugins
+
+    def register(name: str, family: object) -> None:
+        if not isinstance(family, Family):
+            raise TypeError(f"{type(family).__name__} is not a pyro_dvae.models.Family")
+        _FAMILIES[name] = family
+
+    plugins.load_plugins(plugins.FAMILIES, register, lambda: _FAMILIES)
+    return _FAMILIES
+
+
 def get_family(name: str) -> Family:
     """The registered family called ``name``; an unknown name is a one-line user error."""
     try:
-        return _FAMILIES[name]
+        return _FAMILIES[name] if name in _FAMILIES else _with_plugins()[name]
     except KeyError:
+        from .. import plugins
+
+        if broken := plugins.broken_plugin(plugins.FAMILIES, name):
+            raise broken from None
         raise UserInputError(
             f"unknown model family {name!r}; use one of {', '.join(family_names())}"
         ) from None
 
 
 def family_names() -> list[str]:
-    return sorted(_FAMILIES)
+    return sorted(_with_plugins())
 
 
 # The built-in families register themselves on import; the DVAE (the paper's model) first.

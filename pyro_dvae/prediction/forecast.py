@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from .. import plotting
+from ..atomic import write_text_atomic
 from ..errors import UserInputError
 from ..evaluation.metrics import mse_per_frame, psnr, ssim
 from ..models.base import SequenceModel
@@ -152,7 +153,7 @@ def predict_report(run: Run, out: str | Path, context: int | None = None, horizo
         report = {"run": str(run.path), "step": run.step, "model": run.config.model.family,
                   "context": context, "horizon": horizon, "samples": samples, "stochastic": bool(stochastic),
                   "n_sequences": len(x), "seed": seed, "metrics": _weighted(metrics)}
-        (out / "prediction.json").write_text(json.dumps(report, indent=2) + "\n")
+        write_text_atomic(out / "prediction.json", json.dumps(report, indent=2) + "\n")
         pages = Report(out, f"Prediction with {run.path} (step {run.step})",
                        {k: report[k] for k in ("run", "step", "model", "context", "horizon", "samples")})
         _figures(run, pages, predict, x[:6], context, horizon, samples, generator)

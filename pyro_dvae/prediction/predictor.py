@@ -243,6 +243,15 @@ def _predictor_payload(run: Run) -> dict:
     payload = load_checkpoint(path)
     if "predictor" not in payload:
         raise UserInputError(f"{path} is not a predictor checkpoint; train one with `pyro-dvae train-predictor`")
+    try:
+        PredictorConfig(**payload["predictor"]).validate()
+        TrainConfig(**payload["config"]["train"]).validate()
+        valid = isinstance(payload["model"], dict) and isinstance(payload["step"], int) and payload["step"] >= 0
+    except (KeyError, TypeError, UserInputError):
+        valid = False
+    if not valid:
+        raise UserInputError(f"{path} is a damaged or edited predictor checkpoint; train the predictor again "
+                             f"(delete {PREDICTOR_FILE}, then `pyro-dvae train-predictor {run.path}`)")
     return payload
 
 

@@ -12,6 +12,7 @@ import torch
 from matplotlib.figure import Figure
 
 from .. import plotting
+from ..atomic import write_text_atomic
 from ..errors import UserInputError
 
 INDEX_FILE = "index.md"
@@ -84,7 +85,7 @@ class Report:
     def write(self) -> Path:
         """Write ``index.md`` and ``results.json``; returns the index's path."""
         results = {**self.context, **{key: value for key, (value, _) in self.numbers.items()}}
-        (self.out / RESULTS_FILE).write_text(json.dumps(results, indent=2) + "\n")
+        write_text_atomic(self.out / RESULTS_FILE, json.dumps(results, indent=2) + "\n")
         lines = [f"# {self.title}", ""]
         lines += [f"- {key}: {_format(value)}" for key, value in self.context.items()]
         lines += ["", "## Figures", ""]
@@ -99,7 +100,7 @@ class Report:
         if self.left_out:
             lines += ["## Left out", "", *[f"- {line}" for line in self.left_out], ""]
         index = self.out / INDEX_FILE
-        index.write_text("\n".join(lines))
+        write_text_atomic(index, "\n".join(lines))
         return index
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from importlib import resources
 from pathlib import Path
 
 import torch
@@ -100,12 +101,23 @@ def load_judge(path: str | Path, device: str | torch.device = "cpu") -> Judge:
     return Judge(net.eval(), settings, payload.get("report", {}), Path(path))
 
 
+def shipped_judge(key: str) -> Path | None:
+    """The judge file of this cache key that ships inside the package (the default judges), if any."""
+    path = Path(str(resources.files(__package__).joinpath("shipped", f"{key}.pt")))
+    return path if path.is_file() else None
+
+
 def get_judge(settings: JudgeSettings, device: str | torch.device = "cpu", progress: bool = True,
               retrain: bool = False) -> Judge:
-    """The cached judge for ``settings``, trained and cached first if missing (or ``retrain``)."""
-    path = cache_dir() / f"{judge_key(settings)}.pt"
-    if path.is_file() and not retrain:
-        return load_judge(path, device)
+    """The judge for ``settings``: the cached one, else the one shipped in the package (the default
+    settings of each kind), else trained and cached first; ``retrain`` always trains anew."""
+    key = judge_key(settings)
+    path = cache_dir() / f"{key}.pt"
+    if not retrain:
+        if path.is_file():
+            return load_judge(path, device)
+        if shipped := shipped_judge(key):
+            return load_judge(shipped, device)
     judge = train_judge(settings, device, progress)
     try:
         save_judge(judge, path)
