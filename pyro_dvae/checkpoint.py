@@ -36,10 +36,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         with warnings.catch_warnings():  # torch's pickle warnings on a crafted file are not for people
             warnings.simplefilter("ignore")
             payload = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError, OSError):
+        # The library's own text (cut-off pickle details, advice to allow pickling) is not for people.
         raise UserInputError(
-            f"{path} is not a safe pyro-dvae checkpoint ({first_line[:120]}); "
+            f"{path} is not a safe pyro-dvae checkpoint (damaged, truncated, or not written by pyro-dvae); "
             "use a checkpoint written by `pyro-dvae train`"
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:

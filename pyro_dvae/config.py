@@ -90,6 +90,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     eval_batches: int = 4
     device: str = "auto"
+    tensorboard: bool = False  # also log the metrics as TensorBoard scalars in RUN/tensorboard
 
     def validate(self) -> None:
         check_types(self, "train")

@@ -41,10 +41,10 @@ def load_plugins(group: str, register: Callable[[str, object], None], known: Cal
         try:
             register(entry.name, entry.load())
         except Exception as err:
-            message = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            reason = f"{type(err).__name__}: {str(err).strip().splitlines()[0]}" if str(err).strip() else \
+                type(err).__name__
             _broken[group, entry.name] = (f"the plugin {entry.name!r} ({entry.value}, group {group}) failed to load "
-                                          f"({type(err).__name__}: {message[:120]}); fix or uninstall the package "
-                                          "that declares it")
+                                          f"({reason}); fix or uninstall the package that declares it")
 
 
 def broken_plugin(group: str, name: str) -> UserInputError | None:

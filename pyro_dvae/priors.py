@@ -169,3 +169,56 @@ class FlowFPrior(nn.Module):
                 transforms.append(Permute(self.reverse))
             transforms.append(coupling)
         return dist.TransformedDistribution(dist.Normal(loc, torch.ones_like(loc)).to_event(1), transforms)
+
+
+@register_f_prior("fitted-flow")
+class FittedFlowFPrior(nn.Module):
+    """Two-stage p(f): N(0, I) while the model trains, then a flow fitted to the posterior codes.
+
+    Training keeps the paper's prior, so it keeps the paper's training dynamics (a flow trained
+    jointly with the ELBO can leave f unused for thousands of steps). When training ends the
+    trainer calls :meth:`fit` with posterior draws f ~ q(f | x) of training sets, and a RealNVP
+    flow (:class:`FlowFPrior`) is fitted to them by maximum likelihood; from then on, outside
+    training mode, p(f) is that flow, so codes drawn from it land where the decoder has seen real
+    identities instead of in the "holes" of N(0, I) (the two-stage VAE of Dai & Wipf 2019; ex-post
+    density estimation, Ghosh et al. 2020). In training mode p(f) stays N(0, I), so a resumed run
+    trains exactly as an uninterrupted one; the fit depends only on the final model and a fixed seed.
+    """
+
+    def __init__(self, cfg: ModelConfig, fit_steps: int = 1500, batch_size: int = 256, lr: float = 1e-3):
+        super().__init__()
+        self.cfg, self.standard = cfg, StandardNormalFPrior(cfg)
+        # Drawn from a forked random stream, so that the networks built after it start as they do
+        # with N(0, I): a run with this prior trains bitwise like one with the paper's.
+        with torch.random.fork_rng(devices=[]):
+            self.flow = FlowFPrior(cfg).requires_grad_(False)  # never trained by the ELBO
+        self.fit_steps, self.batch_size, self.lr = fit_steps, batch_size, lr
+        self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
+        self.is_fitted = False  # a Python copy of the buffer: reading a GPU buffer would sync
+        self.register_load_state_dict_post_hook(lambda module, _: setattr(module, "is_fitted", bool(module.fitted)))
+
+    def forward(self, batch_shape: torch.Size | tuple[int, ...]) -> dist.Distribution:
+        return self.flow(batch_shape) if self.is_fitted and not self.training else self.standard(batch_shape)
+
+    def fit(self, f: torch.Tensor, seed: int) -> float:
+        """Fit the flow afresh (from weights drawn with ``seed``) to posterior draws ``f`` (n, f_dim);
+        returns their mean log-density under it. Starting afresh makes the fit depend on ``f`` and
+        ``seed`` only, not on an earlier fit."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.flow.load_state_dict(FlowFPrior(self.cfg).state_dict())
+        generator = torch.Generator(f.device).manual_seed(seed)
+        self.flow.requires_grad_(True)
+        optimizer = torch.optim.Adam(self.flow.parameters(), lr=self.lr)
+        with torch.enable_grad():
+            for _ in range(self.fit_steps):
+                rows = torch.randint(len(f), (self.batch_size,), generator=generator, device=f.device)
+                loss = -self.flow((self.batch_size,)).log_prob(f[rows]).mean()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+        self.flow.requires_grad_(False)
+        self.fitted.fill_(True)
+        self.is_fitted = True
+        with torch.no_grad():
+            return float(self.flow((len(f),)).log_prob(f).mean())

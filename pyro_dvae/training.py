@@ -128,6 +128,23 @@ def check_memory(config: RunConfig, device: torch.device) -> None:
             f"{have / 2**30:,.1f} GiB; lower --batch-size, --frames, --image-size or the network widths")
 
 
+@torch.no_grad()
+def fit_static_prior(model, draw_batch, seed: int, batch_size: int, sets: int = 8192) -> tuple[int, float] | None:
+    """Fit the model's p(f) to posterior draws f ~ q(f | x) of ``sets`` training sets, where the prior
+    is one that is fitted after training (has ``fit``); returns (sets, mean log-density) or None.
+    ``draw_batch(generator)`` gives a training batch; the fit uses a generator of its own seeded with
+    ``seed``, so it depends only on the final model (a resumed run fits as an uninterrupted one)."""
+    prior = getattr(model, "f_prior", None)
+    if not hasattr(prior, "fit"):
+        return None
+    rng = torch.Generator(model.device).manual_seed(seed)
+    draws = []
+    for _ in range(-(-sets // batch_size)):
+        loc, scale = model.encode_static(draw_batch(rng), rng)
+        draws.append(loc + scale * torch.randn(loc.shape, generator=rng, device=loc.device))
+    return sets, prior.fit(torch.cat(draws)[:sets], seed)
+
+
 class DeferredInterrupt:
     """Ctrl-C while training steps run is recorded here and acted on between two steps.
 
@@ -164,6 +181,7 @@ class _Trainer:
 
     checkpoint_file = CHECKPOINT_FILE
     metrics_file = METRICS_FILE
+    tensorboard_dir = "tensorboard"
     config_file: str | None = CONFIG_FILE  # None: the stage writes no config (the run's stays)
     resume_command = "pyro-dvae train --resume"
 
@@ -174,6 +192,13 @@ class _Trainer:
         self.out_of_time = False
         self.device = resolve_device(config.train.device)
         check_memory(config, self.device)
+        self.tensorboard = None
+        if config.train.tensorboard:  # checked before any work: the package is an optional extra
+            try:
+                from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+            except ImportError:
+                raise UserInputError("--tensorboard needs the tensorboard package: "
+                                     "pip install 'pyro-dvae[tensorboard]'") from None
         self.family = get_family(config.model.family)
         self.train_data = self._open(config, "train")
         self.test_data = self._open(config, "test")
@@ -245,6 +270,10 @@ class _Trainer:
             # Drop metrics logged after the checkpoint we resume from: those steps will be redone.
             kept = [m for m in read_metrics(self.out / self.metrics_file) if m["step"] <= step]
             write_text_atomic(self.out / self.metrics_file, "".join(json.dumps(m) + "\n" for m in kept))
+            if self.cfg.tensorboard:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tensorboard = SummaryWriter(str(self.out / self.tensorboard_dir))
         except OSError as err:
             self._unlock()
             if created:  # leave no empty run directory behind
@@ -259,6 +288,8 @@ class _Trainer:
         try:
             return self._loop(step)
         finally:
+            if self.tensorboard is not None:
+                self.tensorboard.close()
             self._unlock()
 
     def _unlock(self) -> None:
@@ -321,12 +352,23 @@ class _Trainer:
             tqdm.write(f"the wall-clock budget of {self.cfg.max_minutes:g} min was spent at step {step} of "
                        f"{total}; checkpoint saved (continue with `{self.resume_command} {self.out} --steps N`)")
         self.model.eval()
+        if self._fit_static_prior():
+            self.save(step)
         try:
             self.figures()
         except KeyboardInterrupt:
             raise TrainingInterrupted(f"interrupted while drawing the figures; the run is complete at step {step} "
                                       f"and its checkpoint saved in {self.out}") from None
         return self._result(step)
+
+    def _fit_static_prior(self) -> bool:
+        """Fit a p(f) that is fitted after training (the ``fitted-flow`` prior); False if there is none."""
+        fitted = fit_static_prior(self.model, lambda rng: self._batch(self.train_data, rng), self.cfg.seed + 4,
+                                  self.cfg.batch_size)
+        if fitted is not None:
+            tqdm.write(f"fitted p(f) to the posterior codes of {fitted[0]} training sets "
+                       f"(mean log-density {fitted[1]:.1f})")
+        return fitted is not None
 
     def _result(self, step: int):
         return Run(self.out, self.config, self.model, step)
@@ -370,6 +412,10 @@ class _Trainer:
     def _log(self, record: dict) -> None:
         with open(self.out / self.metrics_file, "a") as fh:
             fh.write(json.dumps(record) + "\n")
+        if self.tensorboard is not None:  # the same numbers, as train/NAME and test/NAME scalars
+            for name, value in record.items():
+                if name not in ("step", "split") and isinstance(value, int | float):
+                    self.tensorboard.add_scalar(f"{record['split']}/{name}", value, record["step"])
 
     @torch.no_grad()
     def figures(self) -> None:

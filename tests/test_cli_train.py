@@ -126,7 +126,7 @@ def test_no_flags_means_cpu_preset_on_a_machine_without_cuda(tmp_path, monkeypat
     result = invoke("train", "--out", str(tmp_path / "run"))
     assert "device: cpu" in result.output and "preset: cpu (auto: no CUDA)" in result.output
     config = seen["config"]
-    assert config.data.source == "sprites" and config.model.f_prior == "standard-normal"
+    assert config.data.source == "sprites" and config.model.f_prior == "fitted-flow"
     assert (config.train.max_minutes, config.train.steps) == (13, 100_000)  # the budget ends the run
 
 
@@ -139,4 +139,5 @@ def test_the_default_run_trains_for_a_few_steps_through_the_cli(tmp_path, monkey
     assert result.exit_code == 0, result.output
     run = load_run(out)
     assert run.step == 3 and run.config.train.max_minutes == 13 and run.config.model.image_size == 32
+    assert run.model.f_prior.is_fitted  # the two-stage p(f) was fitted when training ended
     assert (out / "figures").is_dir() and any((out / "figures").iterdir())

@@ -100,6 +100,16 @@ def test_figure_sizes_that_would_exhaust_memory_are_refused(tiny_run):
     assert "sequences x frames <= 10,000" in error
 
 
+@pytest.mark.parametrize("command", [["sample", "RUN"], ["inspect", "RUN"], ["predict", "RUN"],
+                                     ["train-predictor", "RUN"], ["data", "preview", "sprites"],
+                                     ["judge", "train", "sprites"]])
+def test_seeds_beyond_64_bits_are_refused_by_every_command(tiny_run, command):
+    argv = [str(tiny_run) if a == "RUN" else a for a in command] + ["--seed", str(2**64 + 1)]
+    result = CliRunner().invoke(main, argv)
+    assert result.exit_code == 2 and "Invalid value for '--seed'" in result.output
+    assert "Traceback" not in result.output
+
+
 # -- 2. write errors -------------------------------------------------------------------------
 
 
@@ -111,6 +121,23 @@ def test_figure_sizes_that_would_exhaust_memory_are_refused(tiny_run):
 def test_unwritable_outputs_are_one_line_errors(tiny_run, command):
     result = CliRunner().invoke(main, [str(tiny_run) if a == "RUN" else a for a in command])
     fails_cleanly(result, "pyro-dvae-test")
+
+
+@pytest.mark.parametrize("command", [
+    ["data", "preview", "sprites", "--out", "/proc/pyro-dvae-test/preview.png"],
+    ["data", "export", "sprites", "--out", "/proc/pyro-dvae-test/sprites"],
+    ["judge", "train", "sprites", "--limit-identities", "2", "--steps", "1", "--batch-size", "4", "--test-limit", "1",
+     "--quiet", "--out", "/proc/pyro-dvae-test/judge.pt"],
+])
+def test_data_and_judge_commands_report_unwritable_outputs_in_one_line(command):
+    fails_cleanly(CliRunner().invoke(main, command), "/proc/pyro-dvae-test")
+
+
+def test_an_object_array_is_refused_without_advice_to_unpickle(tmp_path):
+    np.save(tmp_path / "objects.npy", np.array([{"frames": 1}, None], dtype=object), allow_pickle=True)
+    result = CliRunner().invoke(main, ["train", "--data", str(tmp_path / "objects.npy"), "--preset", "tiny",
+                                       "--out", str(tmp_path / "run")])
+    assert "allow_pickle" not in fails_cleanly(result, "Python objects")
 
 
 def test_training_into_an_unwritable_folder_leaves_nothing(tmp_path):
@@ -173,6 +200,16 @@ def test_torn_metrics_stale_temporaries_and_a_run_without_checkpoint(tiny_run, t
     assert not stale.exists() and not list(folder.glob(".*.tmp"))
     (folder / "checkpoint.pt").unlink()
     fails_cleanly(CliRunner().invoke(main, ["sample", str(folder)]), "stopped before its first checkpoint")
+
+
+def test_atomic_writes_give_files_the_mode_a_plain_write_would(tiny_run):
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    written = [tiny_run / "config.toml", tiny_run / "metrics.jsonl", tiny_run / "checkpoint.pt",
+               *(tiny_run / "figures").glob("*.png")]
+    assert len(written) > 4 and {f.stat().st_mode & 0o777 for f in written} == {0o666 & ~mask}
 
 
 def test_a_second_trainer_on_a_run_in_use_is_refused(tiny_run, tmp_path):
@@ -301,3 +338,29 @@ def test_a_prior_from_an_installed_package_trains_by_name(tmp_path, monkeypatch)
     run = load_run(tmp_path / "run")
     assert run.config.model.z_prior == "demo-gaussian" and "demo-gaussian" in priors.z_prior_names()
     assert "demo-broken" not in priors.z_prior_names()
+
+
+# -- TensorBoard -----------------------------------------------------------------------------
+
+
+def test_tensorboard_gets_the_same_numbers_as_metrics_jsonl(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    result = CliRunner().invoke(main, [*TINY, "--steps", "10", "--tensorboard", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    logged = [m for m in load_run(tmp_path / "run").metrics() if m["split"] == "train"]
+    scalars = events.Scalars("train/elbo_per_frame")
+    assert [s.step for s in scalars] == [m["step"] for m in logged] and len(logged) >= 2
+    assert [s.value for s in scalars] == pytest.approx([m["elbo_per_frame"] for m in logged], rel=1e-6)
+    assert "test/elbo_per_frame" in events.Tags()["scalars"]
+
+
+def test_tensorboard_without_the_package_is_a_one_line_error(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if not installed
+    result = CliRunner().invoke(main, [*TINY, "--tensorboard", "--out", str(tmp_path / "run")])
+    fails_cleanly(result, "pip install 'pyro-dvae[tensorboard]'")
+    assert not (tmp_path / "run").exists()

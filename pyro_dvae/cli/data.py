@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from .train import SEED
+
 
 def _write_sources(formatter: click.HelpFormatter) -> None:
     # Built from the registry, so the help never lags behind the sources that exist.
@@ -109,7 +111,7 @@ def export_sprites_cmd(out_dir: Path, split: str, limit_identities: int | None, 
     show_default=True,
     help="Which of the 8 frames of each sequence to show.",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for the identities.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed for the identities.")
 def preview_sprites_cmd(out_file: Path, split: str, n_identities: int, frame: int, seed: int):
     """Draw random identities (rows) in the 9 evaluation actions (columns)."""
     from ..data.sprites import preview_sprites

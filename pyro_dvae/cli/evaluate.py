@@ -9,6 +9,7 @@ import click
 
 from ..atomic import write_text_atomic
 from ..errors import UserInputError
+from .train import SEED
 
 _JUDGE_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
@@ -63,7 +64,7 @@ def judge_group() -> None:
               help="Train on the first K train identities (sprites) or sequences (digits) only.")
 @click.option("--test-limit", type=click.IntRange(min=1),
               help="Measure held-out accuracy on the first K test identities / sequences only.")
-@click.option("--seed", type=int, help="Random seed of the judge's weights and batches.")
+@click.option("--seed", type=SEED, help="Random seed of the judge's weights and batches.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the judge to this file (for `pyro-dvae evaluate --judge`).")
 @click.option("--retrain", is_flag=True, help="Train even if the cache already holds this judge.")

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..errors import UserInputError
-from .train import parse_options
+from .train import SEED, parse_options
 
 
 def _shared_options(default_out: str, default_sequences: int) -> Callable:
@@ -22,7 +22,7 @@ def _shared_options(default_out: str, default_sequences: int) -> Callable:
                      help="Sequences (identities) to show."),
         click.option("--frames", type=click.IntRange(min=1), default=8, show_default=True,
                      help="Frames per sequence in the figures."),
-        click.option("--seed", type=int, default=0, show_default=True,
+        click.option("--seed", type=SEED, default=0, show_default=True,
                      help="Seeds every random choice: same seed, same files."),
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
     ]

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from .train import SEED
+
 
 @click.command("train-predictor")
 @click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
@@ -14,10 +16,10 @@ import click
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Windows per step.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True,
               help="Adam learning rate.")
-@click.option("--window", type=click.IntRange(min=2),
+@click.option("--window", type=click.IntRange(min=2, max=10_000),
               help="Frames per training window [default: 15, or the data's sequence length].")
-@click.option("--hidden", type=click.IntRange(min=1), default=128, show_default=True, help="LSTM width.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed (weights, windows).")
+@click.option("--hidden", type=click.IntRange(min=1, max=8192), default=128, show_default=True, help="LSTM width.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Random seed (weights, windows).")
 @click.option("--resume", is_flag=True, help="Continue the run's predictor to --steps.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -46,13 +48,15 @@ def train_predictor_command(run_dir, steps, max_minutes, batch_size, lr, window,
 
 @click.command("predict")
 @click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
-@click.option("--context", type=click.IntRange(min=1), help="Context frames [default: 3 Sprites, 5 otherwise].")
-@click.option("--horizon", type=click.IntRange(min=0), help="Frames to predict [default: 5 Sprites, 10 otherwise].")
-@click.option("--samples", type=click.IntRange(min=1), default=5, show_default=True,
+@click.option("--context", type=click.IntRange(min=1, max=10_000),
+              help="Context frames [default: 3 Sprites, 5 otherwise].")
+@click.option("--horizon", type=click.IntRange(min=0, max=10_000),
+              help="Frames to predict [default: 5 Sprites, 10 otherwise].")
+@click.option("--samples", type=click.IntRange(min=1, max=1000), default=5, show_default=True,
               help="Predictions per sequence (stochastic families: the mean and the best are reported).")
 @click.option("--limit", type=click.IntRange(min=1), help="Predict only the first N test sequences.")
 @click.option("--out", type=click.Path(path_type=Path), help="Output folder [default: RUN/prediction].")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seeds every random choice.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seeds every random choice.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 def predict_command(run_dir, context, horizon, samples, limit, out, seed, device):
     """Predict the test sequences of RUN in latent space: figures, per-step PSNR/SSIM, judge scores (JSON)."""

@@ -8,9 +8,12 @@ from pathlib import Path
 
 import click
 
-from ..config import DEVICE_PATTERN, ELBOS, LIKELIHOODS, PRESETS, RunConfig, preset, read_config_file
+from ..config import DEVICE_PATTERN, ELBOS, LIKELIHOODS, MAX_SEED, PRESETS, RunConfig, preset, read_config_file
 from ..errors import UserInputError
 from ..runs import resolve_device
+
+#: Seeds of the commands other than train (whose --seed is checked with the config): 64-bit torch seeds.
+SEED = click.IntRange(0, MAX_SEED)
 
 
 def parse_options(pairs: tuple[str, ...], kind: str = "data", example: str = "digits=1") -> dict:
@@ -54,7 +57,7 @@ def build_config(preset_name: str, data: str | None, config_file: Path | None, d
     model_keys = ("f_dim", "z_dim", "frames", "image_size", "likelihood", "z_prior", "f_prior")
     flags = {k: overrides[k] for k in model_keys if overrides.get(k) is not None}
     config = config.override("model", **{**(model_options or {}), **flags})
-    train_keys = ("steps", "batch_size", "lr", "seed", "elbo", "kl_warmup", "max_minutes")
+    train_keys = ("steps", "batch_size", "lr", "seed", "elbo", "kl_warmup", "max_minutes", "tensorboard")
     config = config.override("train", device=device, **{k: overrides.get(k) for k in train_keys})
     return config.validate()
 
@@ -96,6 +99,8 @@ def build_config(preset_name: str, data: str | None, config_file: Path | None, d
 @click.option("--model-option", "model_options", multiple=True, metavar="KEY=VALUE",
               help="A setting of the model family's config, e.g. posterior=full or rnn_hidden=64 for dsa "
                    "(repeatable).")
+@click.option("--tensorboard", is_flag=True, default=None,
+              help="Also log the metrics for TensorBoard in RUN/tensorboard (pip install 'pyro-dvae[tensorboard]').")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train_command(model, data, preset_name, device, out, resume, config_file, data_options, model_options, crop,
                   quiet, **flags):

@@ -136,8 +136,12 @@ def read_array_file(path: Path) -> np.ndarray:
     except UserInputError:
         raise
     except Exception as err:  # numpy raises several types for truncated or foreign files
+        if "Object arrays" in str(err) or "Python objects" in str(err):  # not numpy's advice to unpickle
+            raise UserInputError(f"{path} holds Python objects (an object array), which are never loaded because "
+                                 "they can run code; save the frames as a numeric array (uint8 or float)") from None
         raise UserInputError(
-            f"cannot read {path} as a numpy array ({type(err).__name__}: {err}); save it with numpy.save or numpy.savez"
+            f"cannot read {path} as a numpy array (damaged, truncated, or not written by numpy.save / "
+            "numpy.savez); save it with numpy.save or numpy.savez"
         ) from None
 
 

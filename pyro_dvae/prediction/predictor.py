@@ -23,7 +23,7 @@ from pyro.distributions import Normal
 from torch import Tensor, nn
 
 from ..checkpoint import load_checkpoint
-from ..config import RunConfig, TrainConfig
+from ..config import RunConfig, TrainConfig, check_types
 from ..errors import UserInputError
 from ..models.base import SequenceModel
 from ..nets import gaussian_params
@@ -43,10 +43,11 @@ class PredictorConfig:
     window: int = 10  # frames per training window: the predictor learns window - 1 steps ahead
 
     def validate(self) -> None:
-        if self.hidden < 1:
-            raise UserInputError(f"predictor hidden must be positive, got {self.hidden}")
-        if self.window < 2:
-            raise UserInputError(f"the predictor's window must be >= 2 frames, got {self.window}")
+        check_types(self, "predictor")
+        if not 1 <= self.hidden <= 8192:
+            raise UserInputError(f"predictor hidden must be in 1..8192, got {self.hidden}")
+        if not 2 <= self.window <= 10_000:
+            raise UserInputError(f"the predictor's window must be 2..10000 frames, got {self.window}")
 
 
 def default_predictor_config(run: Run) -> PredictorConfig:
@@ -166,6 +167,7 @@ class PredictorTrainer(_Trainer):
 
     checkpoint_file = PREDICTOR_FILE
     metrics_file = PREDICTOR_METRICS_FILE
+    tensorboard_dir = "tensorboard/predictor"
     config_file = None  # the run's config.toml stays the first stage's
     resume_command = "pyro-dvae train-predictor"
 
