@@ -35,12 +35,9 @@ def main() -> None:
         run = load_run(folder)
         cfg = run.config
         run.model.f_prior = FittedFlowFPrior(cfg.model).to(run.device)
-        data = run.data("train")
         start = time.perf_counter()
-        def draw_batch(rng, data=data, cfg=cfg):
-            return data.sample(cfg.train.batch_size, cfg.model.frames, rng)
-
-        sets, log_density = fit_static_prior(run.model, draw_batch, cfg.train.seed + 4, cfg.train.batch_size)
+        sets, log_density = fit_static_prior(run.model, run.data("train"), cfg.model.frames, cfg.train.seed + 4,
+                                             cfg.train.batch_size)
         print(f"{folder}: fitted to {sets} codes in {time.perf_counter() - start:.1f} s "
               f"(mean log-density {log_density:.1f})")
         run.model.eval()

@@ -200,25 +200,43 @@ class FittedFlowFPrior(nn.Module):
     def forward(self, batch_shape: torch.Size | tuple[int, ...]) -> dist.Distribution:
         return self.flow(batch_shape) if self.is_fitted and not self.training else self.standard(batch_shape)
 
-    def fit(self, f: torch.Tensor, seed: int) -> float:
+    def fit(self, f: torch.Tensor, seed: int, held_out: torch.Tensor | None = None) -> float:
         """Fit the flow afresh (from weights drawn with ``seed``) to posterior draws ``f`` (n, f_dim);
-        returns their mean log-density under it. Starting afresh makes the fit depend on ``f`` and
-        ``seed`` only, not on an earlier fit."""
+        returns the mean log-density of ``held_out`` (or of ``f``) under it.
+
+        With ``held_out`` (codes of sets the fit does not see), the weights kept are those at the
+        step where the held-out codes scored best: the codes of training sets bunch around their
+        identities, and a flow fitted until the end learns those bunches and gives new identities
+        a density far below N(0, I)'s (held-out ELBO -2000 against -420 nats per frame, measured).
+        Starting afresh makes the fit depend on its inputs and ``seed`` only, not on an earlier fit.
+        """
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.flow.load_state_dict(FlowFPrior(self.cfg).state_dict())
         generator = torch.Generator(f.device).manual_seed(seed)
+        target = held_out if held_out is not None else f
+        score = self._mean_log_density(target)
+        best = (score, {k: v.clone() for k, v in self.flow.state_dict().items()})
         self.flow.requires_grad_(True)
         optimizer = torch.optim.Adam(self.flow.parameters(), lr=self.lr)
-        with torch.enable_grad():
-            for _ in range(self.fit_steps):
-                rows = torch.randint(len(f), (self.batch_size,), generator=generator, device=f.device)
+        for step in range(1, self.fit_steps + 1):
+            rows = torch.randint(len(f), (self.batch_size,), generator=generator, device=f.device)
+            with torch.enable_grad():
                 loss = -self.flow((self.batch_size,)).log_prob(f[rows]).mean()
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                optimizer.step()
+            optimizer.step()
+            if held_out is not None and (step % 50 == 0 or step == self.fit_steps):
+                score = self._mean_log_density(held_out)
+                if score > best[0]:
+                    best = (score, {k: v.clone() for k, v in self.flow.state_dict().items()})
         self.flow.requires_grad_(False)
+        if held_out is not None:
+            self.flow.load_state_dict(best[1])
         self.fitted.fill_(True)
         self.is_fitted = True
-        with torch.no_grad():
-            return float(self.flow((len(f),)).log_prob(f).mean())
+        return self._mean_log_density(target)
+
+    @torch.no_grad()
+    def _mean_log_density(self, f: torch.Tensor) -> float:
+        return float(self.flow((len(f),)).log_prob(f).mean())

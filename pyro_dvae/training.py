@@ -129,20 +129,37 @@ def check_memory(config: RunConfig, device: torch.device) -> None:
 
 
 @torch.no_grad()
-def fit_static_prior(model, draw_batch, seed: int, batch_size: int, sets: int = 8192) -> tuple[int, float] | None:
-    """Fit the model's p(f) to posterior draws f ~ q(f | x) of ``sets`` training sets, where the prior
-    is one that is fitted after training (has ``fit``); returns (sets, mean log-density) or None.
-    ``draw_batch(generator)`` gives a training batch; the fit uses a generator of its own seeded with
+def fit_static_prior(model, data: FrameSets, n_frames: int, seed: int, batch_size: int,
+                     sets: int = 8192) -> tuple[int, float] | None:
+    """Fit the model's p(f) to posterior draws f ~ q(f | x) of ``sets`` training examples (``n_frames``
+    frames, as the model trains on them), where the prior is one fitted after training (it has
+    ``fit``); returns (sets, mean held-out log-density) or None. Every tenth set of ``data`` is held
+    out of the fit to choose when to stop it. The fit has a generator of its own seeded with
     ``seed``, so it depends only on the final model (a resumed run fits as an uninterrupted one)."""
     prior = getattr(model, "f_prior", None)
     if not hasattr(prior, "fit"):
         return None
     rng = torch.Generator(model.device).manual_seed(seed)
-    draws = []
-    for _ in range(-(-sets // batch_size)):
-        loc, scale = model.encode_static(draw_batch(rng), rng)
-        draws.append(loc + scale * torch.randn(loc.shape, generator=rng, device=loc.device))
-    return sets, prior.fit(torch.cat(draws)[:sets], seed)
+    every = torch.arange(len(data), device=data.device)
+    held_out_sets = every[every % 10 == 0] if len(data) >= 10 else every[:0]
+    fit_sets = every[every % 10 != 0] if len(held_out_sets) else every
+
+    def codes(pool: torch.Tensor, n: int) -> torch.Tensor:
+        draws = []
+        for start in range(0, n, batch_size):
+            chosen = pool[torch.randint(len(pool), (min(batch_size, n - start),), generator=rng, device=pool.device)]
+            if model.ordered:  # a window of consecutive frames from a random start
+                starts = data.set_sizes[chosen] - n_frames + 1
+                first = (torch.rand(len(chosen), generator=rng, device=pool.device) * starts).long()
+                frames = torch.minimum(first, starts - 1)[:, None] + torch.arange(n_frames, device=pool.device)
+            else:
+                frames = data.sample_frame_indices(chosen, n_frames, rng)
+            loc, scale = model.encode_static(data.frames(chosen[:, None], frames), rng)
+            draws.append(loc + scale * torch.randn(loc.shape, generator=rng, device=loc.device))
+        return torch.cat(draws)
+
+    held_out = codes(held_out_sets, sets // 8) if len(held_out_sets) else None
+    return sets, prior.fit(codes(fit_sets, sets), seed, held_out)
 
 
 class DeferredInterrupt:
@@ -363,11 +380,11 @@ class _Trainer:
 
     def _fit_static_prior(self) -> bool:
         """Fit a p(f) that is fitted after training (the ``fitted-flow`` prior); False if there is none."""
-        fitted = fit_static_prior(self.model, lambda rng: self._batch(self.train_data, rng), self.cfg.seed + 4,
+        fitted = fit_static_prior(self.model, self.train_data, self.window(self.config), self.cfg.seed + 4,
                                   self.cfg.batch_size)
         if fitted is not None:
-            tqdm.write(f"fitted p(f) to the posterior codes of {fitted[0]} training sets "
-                       f"(mean log-density {fitted[1]:.1f})")
+            tqdm.write(f"fitted p(f) to the posterior codes of {fitted[0]} training examples "
+                       f"(mean log-density of held-out codes {fitted[1]:.1f})")
         return fitted is not None
 
     def _result(self, step: int):
