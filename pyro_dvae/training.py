@@ -148,12 +148,8 @@ def fit_static_prior(model, data: FrameSets, n_frames: int, seed: int, batch_siz
         draws = []
         for start in range(0, n, batch_size):
             chosen = pool[torch.randint(len(pool), (min(batch_size, n - start),), generator=rng, device=pool.device)]
-            if model.ordered:  # a window of consecutive frames from a random start
-                starts = data.set_sizes[chosen] - n_frames + 1
-                first = (torch.rand(len(chosen), generator=rng, device=pool.device) * starts).long()
-                frames = torch.minimum(first, starts - 1)[:, None] + torch.arange(n_frames, device=pool.device)
-            else:
-                frames = data.sample_frame_indices(chosen, n_frames, rng)
+            pick = data.window_frame_indices if model.ordered else data.sample_frame_indices
+            frames = pick(chosen, n_frames, rng)
             loc, scale = model.encode_static(data.frames(chosen[:, None], frames), rng)
             draws.append(loc + scale * torch.randn(loc.shape, generator=rng, device=loc.device))
         return torch.cat(draws)

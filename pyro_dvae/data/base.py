@@ -97,10 +97,16 @@ class FrameSets(abc.ABC):
         leave ``length`` frames (one vectorised op on the device, whatever the set sizes).
         """
         set_idx = torch.randint(len(self), (batch_size,), generator=generator, device=self.device)
+        return self.frames(set_idx[:, None], self.window_frame_indices(set_idx, length, generator))
+
+    def window_frame_indices(
+        self, set_idx: Tensor, length: int, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """(len(set_idx), length) indices of consecutive frames from a uniform start in each chosen set."""
         starts = self.set_sizes[set_idx] - length + 1
-        start = (torch.rand(batch_size, generator=generator, device=self.device) * starts).long()
+        start = (torch.rand(len(set_idx), generator=generator, device=self.device) * starts).long()
         start = torch.minimum(start, starts - 1)  # rand() < 1, but float rounding can reach it
-        return self.frames(set_idx[:, None], start[:, None] + torch.arange(length, device=self.device))
+        return start[:, None] + torch.arange(length, device=self.device)
 
     def sequence(self, set_index: int) -> Tensor:
         """All frames of one set in stored order: (T, C, H, W)."""
