@@ -10,6 +10,10 @@ hand-written floor; their row is the trainer's step. Run on a quiet machine:
     python benchmarks/step_time.py                 # cpu and paper presets of the DVAE
     python benchmarks/step_time.py --presets cpu --steps 50 --device cuda
     python benchmarks/step_time.py --models dvae dsa --presets cpu
+    python benchmarks/step_time.py --device cuda --presets paper   # with the fast-path rows
+
+The fast-path rows (on by default with --device cuda, ``--fast-path`` elsewhere) time the trainer's
+step with each option of pyro_dvae.fastpath: bf16 autocast, channels_last, torch.compile, all three.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from pyro.infer import Trace_ELBO
 
 from pyro_dvae.config import preset
 from pyro_dvae.elbo import elbo_loss
+from pyro_dvae.fastpath import autocast, prepare
 from pyro_dvae.models import get_family
 from pyro_dvae.models.dvae import DVAE
 from pyro_dvae.nets import gaussian_params
@@ -68,13 +73,33 @@ VARIANTS = {
 }
 
 
+#: The fast path's options (pyro_dvae.fastpath), each timed on the trainer's step.
+FAST_PATH = {
+    "pyro (trainer) + bf16": {"precision": "bf16"},
+    "pyro (trainer) + channels_last": {"channels_last": True},
+    "pyro (trainer) + compile": {"compile": True},
+    "pyro (trainer) + all three": {"precision": "bf16", "channels_last": True, "compile": True},
+}
+
+
+def fast_path_loss(train_cfg):
+    def loss_fn(m, x):
+        with autocast(train_cfg, x.device):
+            return elbo_loss(m.model, m.guide, x)
+    return loss_fn
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", nargs="+", default=["cpu", "paper"])
     parser.add_argument("--models", nargs="+", default=["dvae"], help="model families (default: dvae)")
     parser.add_argument("--steps", type=int, default=0, help="timed steps (default: 30 cpu, 3 paper)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--fast-path", action="store_true", default=None,
+                        help="also time each fast-path option (default: on with a CUDA device)")
     args = parser.parse_args()
+    if args.fast_path is None:
+        args.fast_path = args.device.startswith("cuda")
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     print(f"machine: {platform.node()} | device: {name} | torch threads: {torch.get_num_threads()} | "
@@ -82,18 +107,26 @@ def main() -> None:
     print("| model | preset | batch x frames | image | variant | s/step | frames/s | vs floor |")
     print("|---|---|---|---|---|---|---|---|")
     for family in args.models:
-        variants = VARIANTS if family == "dvae" else {"pyro (trainer)": VARIANTS["pyro (trainer)"]}
+        variants = dict(VARIANTS if family == "dvae" else {"pyro (trainer)": VARIANTS["pyro (trainer)"]})
+        variants = {name: (fn, {}) for name, fn in variants.items()}
+        if args.fast_path:
+            variants |= {name: (None, options) for name, options in FAST_PATH.items()}
         for preset_name in args.presets:
             cfg = preset(preset_name, "sprites", family)
             steps = args.steps or (30 if preset_name != "paper" or device.type == "cuda" else 3)
             b, n, s = cfg.train.batch_size, cfg.model.frames, cfg.model.image_size
             x = torch.rand(b, n, 3, s, s, device=device).round()
             floor = None
-            for variant, loss_fn in variants.items():
+            for variant, (loss_fn, options) in variants.items():
                 torch.manual_seed(0)
                 model = get_family(family).build(cfg.model).to(device)
+                train_cfg = cfg.override("train", **options).train
+                prepare(model, train_cfg)
+                loss_fn = loss_fn or fast_path_loss(train_cfg)
+                # compile traces and compiles on the first calls: keep them out of the timing
+                warmup = 3 if train_cfg.compile else 2 if steps > 3 else 1
                 with pyro.validation_enabled(False):
-                    sec = time_steps(loss_fn, model, x, steps, warmup=2 if steps > 3 else 1)
+                    sec = time_steps(loss_fn, model, x, steps, warmup=warmup)
                 floor = floor or sec
                 vs_floor = f"{100 * (sec / floor - 1):+.1f}%" if family == "dvae" else "n/a"
                 print(f"| {family} | {preset_name} | {b} x {n} | {s} | {variant} | {sec:.4f} | {b * n / sec:,.0f} | "

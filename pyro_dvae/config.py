@@ -28,6 +28,7 @@ DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian", "gaussian-linear")
 DECODERS = ("concat", "film")
 ELBOS = ("trace", "meanfield", "jit")
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
@@ -91,6 +92,10 @@ class TrainConfig:
     eval_batches: int = 4
     device: str = "auto"
     tensorboard: bool = False  # also log the metrics as TensorBoard scalars in RUN/tensorboard
+    # The fast path (pyro_dvae.fastpath): how the networks run, not what they compute.
+    precision: str = "fp32"  # fp32, or bf16: the networks under bfloat16 autocast, the ELBO in float32
+    channels_last: bool = False  # convolutions in NHWC layout
+    compile: bool = False  # torch.compile each network
 
     def validate(self) -> None:
         check_types(self, "train")
@@ -109,6 +114,8 @@ class TrainConfig:
             raise UserInputError(f"max_minutes must be >= 0 (0: no budget), got {self.max_minutes}")
         if self.elbo not in ELBOS:
             raise UserInputError(f"unknown elbo {self.elbo!r}; use one of {', '.join(ELBOS)}")
+        if self.precision not in PRECISIONS:
+            raise UserInputError(f"unknown precision {self.precision!r}; use one of {', '.join(PRECISIONS)}")
         if self.elbo == "jit" and self.kl_warmup:
             raise UserInputError("--elbo jit compiles a fixed KL weight; set --kl-warmup 0 or use --elbo trace")
 

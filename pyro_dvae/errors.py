@@ -22,3 +22,7 @@ class TrainingInterrupted(PyroDVAEError):
     """Ctrl-C during training; a checkpoint was saved so the run can be resumed."""
 
     exit_code = 130
+
+
+class TrainingFailed(PyroDVAEError):
+    """Another process of a data-parallel run failed; this one stops, the last checkpoint kept."""

@@ -81,8 +81,14 @@ def read_run_checkpoint(path: Path, map_location: str | torch.device = "cpu",
         needed |= {"optimizer": dict, "rng": dict}
     wrong = [key for key, kind in needed.items() if not isinstance(payload.get(key), kind)]
     if not wrong and for_resume:
-        rng = payload["rng"]
-        wrong = [f"rng.{k}" for k in ("torch", "batches") if not isinstance(rng.get(k), torch.Tensor)]
+        # rng: rank 0's random state; rng_ranks: every rank's (runs trained under torchrun).
+        states = [("rng", payload["rng"])]
+        states += [(f"rng_ranks[{i}]", r) for i, r in enumerate(payload.get("rng_ranks", []))]
+        if not isinstance(payload.get("rng_ranks", []), list) or not isinstance(payload.get("world_size", 1), int):
+            states.append(("rng_ranks", None))
+        wrong = list(dict.fromkeys(
+            f"{name}.{k}" if isinstance(rng, dict) else name for name, rng in states
+            for k in ("torch", "batches") if not isinstance(rng, dict) or not isinstance(rng.get(k), torch.Tensor)))
     if wrong or payload["step"] < 0:
         raise UserInputError(f"{path} is not a complete run checkpoint ({', '.join(wrong) or 'step'} missing or "
                              "malformed); pass the checkpoint.pt of a `pyro-dvae train` run")

@@ -6,6 +6,11 @@ or ordered T-frame windows), hands them to the family's training plan
 checkpoints, exact resume, and NaN and Ctrl-C handling. Everything stays on the training device:
 batches are rendered there, the loss is not read back in the step, and the first non-finite step
 is recorded on the device too. The host reads the loss only every ``log_every`` steps.
+
+Under torchrun the same loop runs in every process, data-parallel (:mod:`pyro_dvae.distributed`):
+each rank trains on its share of the global batch from its own random stream, the plan averages
+gradients with DDP, the ranks agree after every step on whether to stop (Ctrl-C, the budget), and
+rank 0 alone writes the run directory.
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ from .atomic import DirectoryLock, write_text_atomic
 from .checkpoint import save_checkpoint
 from .config import RunConfig, read_config_file, to_toml
 from .data import FrameSets, load_frame_sets
-from .errors import TrainingDiverged, TrainingInterrupted, UserInputError
+from .distributed import Ranks, rank_seed
+from .errors import TrainingDiverged, TrainingFailed, TrainingInterrupted, UserInputError
+from .fastpath import prepare
 from .models import get_family
 from .runs import (
     CHECKPOINT_FILE,
@@ -203,7 +210,9 @@ class _Trainer:
         self.started = time.perf_counter()
         self.out, self.progress = out, progress
         self.out_of_time = False
-        self.device = resolve_device(config.train.device)
+        self.ranks, self.device = Ranks.from_env(resolve_device(config.train.device))
+        self.progress = progress and self.ranks.main
+        self.local_batch = self.ranks.share(config.train.batch_size)
         check_memory(config, self.device)
         self.tensorboard = None
         if config.train.tensorboard:  # checked before any work: the package is an optional extra
@@ -213,8 +222,13 @@ class _Trainer:
                 raise UserInputError("--tensorboard needs the tensorboard package: "
                                      "pip install 'pyro-dvae[tensorboard]'") from None
         self.family = get_family(config.model.family)
+        # Rank 0 opens the data first (it may render and cache them); the others then read the cache.
+        if not self.ranks.main:
+            self.ranks.barrier()
         self.train_data = self._open(config, "train")
         self.test_data = self._open(config, "test")
+        if self.ranks.main:
+            self.ranks.barrier()
         self.train_data.check_frames_per_set(self.window(config))
         self.test_data.check_frames_per_set(self.window(config))
         # The data decide the channel count; the resolved config records it.
@@ -238,41 +252,87 @@ class _Trainer:
         """Frames the plan's loss is summed over per sequence: all of them, unless it says otherwise."""
         return getattr(self.plan, "frames_per_example", self.window(self.config))
 
-    def _batch(self, data: FrameSets, generator: torch.Generator) -> torch.Tensor:
+    def _batch(self, data: FrameSets, generator: torch.Generator, size: int) -> torch.Tensor:
         """What the family trains on: N distinct frames of a set, or T consecutive frames in order."""
         if self.ordered:
-            return data.sample_windows(self.cfg.batch_size, self.window(self.config), generator)
-        return data.sample(self.cfg.batch_size, self.window(self.config), generator)
+            return data.sample_windows(size, self.window(self.config), generator)
+        return data.sample(size, self.window(self.config), generator)
+
+    @property
+    def _resume_hint(self) -> str:
+        """The command that continues this run (on as many processes, where it had several)."""
+        if self.ranks.active:
+            return self.resume_command.replace(" --resume", f" --nproc {self.ranks.world_size} --resume")
+        return self.resume_command
+
+    def _say(self, message: str) -> None:
+        if self.ranks.main:
+            tqdm.write(message)
 
     # -- setup -------------------------------------------------------------------------------
     def _make(self) -> None:
         """Build ``self.model`` (what is checkpointed) and ``self.plan`` (how it is trained)."""
         self.model = self.family.build(self.config.model).to(self.device)
+        prepare(self.model, self.cfg)
         self.plan = self.family.plan_class(self.model, self.cfg)
 
     def _build(self, payload: dict | None) -> int:
-        torch.manual_seed(self.cfg.seed)
+        torch.manual_seed(self.cfg.seed)  # the same initial weights on every rank
         self._make()
-        self.batch_rng = torch.Generator(self.device).manual_seed(self.cfg.seed + 1)
+        # Rank 0's streams are a one-process run's; every other rank's are its own (rank_seed).
+        seed = rank_seed(self.cfg.seed, self.ranks.rank)
+        if not self.ranks.main:
+            torch.manual_seed(seed)
+        self.batch_rng = torch.Generator(self.device).manual_seed(seed + 1)
         eval_rng = torch.Generator(self.device).manual_seed(self.cfg.seed + 2)
-        # A fixed held-out sample, so held-out ELBOs at different steps are comparable.
-        self.eval_batches = [self._batch(self.test_data, eval_rng) for _ in range(self.cfg.eval_batches)]
-        if payload is None:
-            return 0
-        load_weights(self.model, payload["model"], self.out / self.checkpoint_file, self.config.model)
-        try:
-            self.plan.load_state_dict(payload["optimizer"])
-        except (KeyError, ValueError, RuntimeError, TypeError):
-            raise UserInputError(f"{self.out / self.checkpoint_file}: the optimiser state does not match the "
-                                 "model; the file is damaged or was edited") from None
-        torch.set_rng_state(payload["rng"]["torch"].cpu())
-        if self.device.type == "cuda" and "cuda" in payload["rng"]:
-            torch.cuda.set_rng_state(payload["rng"]["cuda"].cpu(), self.device)
-        self.batch_rng.set_state(payload["rng"]["batches"].cpu())
-        return int(payload["step"])
+        # A fixed held-out sample (of the global batch size), so held-out ELBOs at different steps
+        # and on any number of processes are comparable. Rank 0 alone evaluates.
+        self.eval_batches = [self._batch(self.test_data, eval_rng, self.cfg.batch_size)
+                             for _ in range(self.cfg.eval_batches if self.ranks.main else 0)]
+        step = 0
+        if payload is not None:
+            step = int(payload["step"])
+            load_weights(self.model, payload["model"], self.out / self.checkpoint_file, self.config.model)
+            try:
+                self.plan.load_state_dict(payload["optimizer"])
+            except (KeyError, ValueError, RuntimeError, TypeError):
+                raise UserInputError(f"{self.out / self.checkpoint_file}: the optimiser state does not match the "
+                                     "model; the file is damaged or was edited") from None
+            self._restore_rng(payload, step)
+        if self.ranks.active:  # after loading: DDP starts every rank from rank 0's weights
+            if not hasattr(self.plan, "distribute"):
+                raise UserInputError(f"{type(self.plan).__name__} cannot train on several processes (it has no "
+                                     "distribute()); train this with one process")
+            self.plan.distribute(self.device, self.ranks.world_size)
+        return step
+
+    def _restore_rng(self, payload: dict, step: int) -> None:
+        """Every rank continues its own random streams when the world size is the checkpoint's; on
+        another world size rank 0 continues its streams and the others start fresh ones."""
+        saved_world = int(payload.get("world_size", 1))
+        states = payload.get("rng_ranks") or [payload["rng"]]
+        if saved_world == self.ranks.world_size and len(states) == saved_world:
+            rng = states[self.ranks.rank]
+        elif self.ranks.main:
+            rng = payload["rng"]
+        else:
+            rng = None
+            seed = rank_seed(self.cfg.seed + step, self.ranks.rank)
+            torch.manual_seed(seed)
+            self.batch_rng.manual_seed(seed + 1)
+        if saved_world != self.ranks.world_size:
+            self._say(f"resuming a run saved by {saved_world} process(es) on {self.ranks.world_size}: it continues "
+                      "correctly but is not bit-exact (the batches differ from those of an uninterrupted run)")
+        if rng is not None:
+            torch.set_rng_state(rng["torch"].cpu())
+            if self.device.type == "cuda" and "cuda" in rng:
+                torch.cuda.set_rng_state(rng["cuda"].cpu(), self.device)
+            self.batch_rng.set_state(rng["batches"].cpu())
 
     def _start_files(self, step: int) -> None:
         created, self._lock = not self.out.exists(), None
+        if not self.ranks.main:  # rank 0 alone writes the run directory
+            return
         try:
             self.out.mkdir(parents=True, exist_ok=True)
             # One writer per run directory and stage; released when the loop ends (or the process).
@@ -296,14 +356,17 @@ class _Trainer:
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self, payload: dict | None = None) -> Run:
-        step = self._build(payload)
-        self._start_files(step)
         try:
-            return self._loop(step)
+            step = self._build(payload)
+            self._start_files(step)
+            try:
+                return self._loop(step)
+            finally:
+                if self.tensorboard is not None:
+                    self.tensorboard.close()
+                self._unlock()
         finally:
-            if self.tensorboard is not None:
-                self.tensorboard.close()
-            self._unlock()
+            self.ranks.close()
 
     def _unlock(self) -> None:
         if self._lock is not None:
@@ -315,8 +378,8 @@ class _Trainer:
         frames_per_batch = self.cfg.batch_size * self._frames_per_example
         loss_sum = torch.zeros((), device=self.device)
         first_bad = torch.full((), -1, dtype=torch.long, device=self.device)
-        bar = tqdm(total=total, initial=step, disable=not self.progress, unit="step",
-                   dynamic_ncols=True, desc="train")
+        desc = f"train ({self.ranks.world_size} ranks)" if self.ranks.active else "train"
+        bar = tqdm(total=total, initial=step, disable=not self.progress, unit="step", dynamic_ncols=True, desc=desc)
         tick, tick_step = time.perf_counter(), step
         budget_s = 60 * self.cfg.max_minutes if self.cfg.max_minutes else float("inf")
         self.model.train()
@@ -331,13 +394,16 @@ class _Trainer:
                     first_bad.masked_fill_((first_bad < 0) & ~torch.isfinite(loss), step)
                     # The last step: the planned total, or the first one after the budget is spent
                     # (it then ends like a finished run: logged, evaluated, checkpointed, figures).
-                    self.out_of_time = time.perf_counter() - self.started >= budget_s
+                    # Under torchrun every rank learns here whether any rank wants to stop, so all
+                    # stop after the same step (host-side flags; the device is not synchronised).
+                    interrupted, self.out_of_time = self.ranks.any_host(
+                        interrupt.requested, time.perf_counter() - self.started >= budget_s)
                     last = step >= total or self.out_of_time
                     if step % self.cfg.log_every == 0 or last:
                         self._check_finite(first_bad)
                         now = time.perf_counter()
                         rate = (step - tick_step) / (now - tick)
-                        value = -loss_sum.item() / ((step - tick_step) * frames_per_batch)
+                        value = -self.ranks.sum_(loss_sum).item() / ((step - tick_step) * frames_per_batch)
                         self._log({"step": step, "split": "train", self.plan.metric: value,
                                    "steps_per_s": rate, "kl_scale": self.plan.kl_scale(step)})
                         bar.set_postfix({self.plan.metric.replace("_per_", "/"): f"{value:.4g}",
@@ -345,12 +411,12 @@ class _Trainer:
                         bar.update(step - bar.n)
                         loss_sum.zero_()
                         tick, tick_step = time.perf_counter(), step
-                    if step % self.cfg.eval_every == 0 or last:
+                    if (step % self.cfg.eval_every == 0 or last) and self.ranks.main:
                         self._log({"step": step, "split": "test", self.plan.metric: self.evaluate()})
                     if step % self.cfg.checkpoint_every == 0 or last:
                         self._check_finite(first_bad)
                         self.save(step)
-                    if interrupt.requested:
+                    if interrupted:
                         raise KeyboardInterrupt
             except KeyboardInterrupt:
                 # From the handler, between two steps: exact. Raised inside a step (training outside
@@ -359,14 +425,22 @@ class _Trainer:
                 self._check_finite(first_bad)
                 self.save(step)
                 raise TrainingInterrupted(f"interrupted at step {step}; checkpoint saved. Continue with "
-                                          f"`{self.resume_command} {self.out} --steps {total}`") from None
+                                          f"`{self._resume_hint} {self.out} --steps {total}`") from None
+            except RuntimeError as err:
+                if self.ranks.active and _peer_failure(err):
+                    raise TrainingFailed(f"another process of this run stopped at step {step + 1}; the last "
+                                         f"checkpoint in {self.out} is kept. Continue with "
+                                         f"`{self._resume_hint} {self.out} --steps {total}`") from None
+                raise
         bar.close()
+        if not self.ranks.main:  # rank 0 alone fits p(f), draws the figures and reports
+            return self._result(step)
         if self.out_of_time:
             tqdm.write(f"the wall-clock budget of {self.cfg.max_minutes:g} min was spent at step {step} of "
-                       f"{total}; checkpoint saved (continue with `{self.resume_command} {self.out} --steps N`)")
+                       f"{total}; checkpoint saved (continue with `{self._resume_hint} {self.out} --steps N`)")
         self.model.eval()
         if self._fit_static_prior():
-            self.save(step)
+            self.save(step, collective=False)
         try:
             self.figures()
         except KeyboardInterrupt:
@@ -388,10 +462,10 @@ class _Trainer:
 
     def step(self, step: int) -> torch.Tensor:
         """The ``step``-th update; returns the detached loss. Nothing here reads the device."""
-        return self.plan.step(self._batch(self.train_data, self.batch_rng), step)
+        return self.plan.step(self._batch(self.train_data, self.batch_rng, self.local_batch), step)
 
     def _check_finite(self, first_bad: torch.Tensor) -> None:
-        bad = int(first_bad)
+        bad = int(self.ranks.first_step(first_bad))
         if bad >= 0:
             kept = (f"the last good checkpoint in {self.out} is kept" if (self.out / self.checkpoint_file).exists()
                     else f"no checkpoint exists yet (the first is written at step {self.cfg.checkpoint_every})")
@@ -409,13 +483,23 @@ class _Trainer:
         n_frames = sum(x.shape[0] * self._frames_per_example for x in self.eval_batches)
         return -float(total) / n_frames
 
-    def save(self, step: int) -> None:
+    def save(self, step: int, collective: bool = True) -> None:
+        """Write the checkpoint (rank 0) with every rank's random state, gathered from the ranks
+        (a collective under torchrun) unless ``collective`` is False: after the loop, when rank 0
+        alone saves again (the fitted p(f)), the others' states are those of the last gather."""
         rng = {"torch": torch.get_rng_state(), "batches": self.batch_rng.get_state()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        if collective:
+            self._rank_rngs = self.ranks.gather(rng)
+        if not self.ranks.main:
+            return
+        ranks = {}
+        if self.ranks.active:
+            ranks = {"world_size": self.ranks.world_size, "rng_ranks": [rng, *self._rank_rngs[1:]]}
         save_checkpoint(self.out / self.checkpoint_file, {
             "config": self.config.to_dict(), "step": step, "model": self.model.state_dict(),
-            "optimizer": self.plan.state_dict(), "rng": rng, **self._extra_payload(),
+            "optimizer": self.plan.state_dict(), "rng": rng, **ranks, **self._extra_payload(),
         })
 
     def _extra_payload(self) -> dict:
@@ -423,6 +507,8 @@ class _Trainer:
         return {}
 
     def _log(self, record: dict) -> None:
+        if not self.ranks.main:
+            return
         with open(self.out / self.metrics_file, "a") as fh:
             fh.write(json.dumps(record) + "\n")
         if self.tensorboard is not None:  # the same numbers, as train/NAME and test/NAME scalars
@@ -456,6 +542,15 @@ class _Trainer:
                                      fig_dir / "latent_manifold.png")
         plotting.save_figure(plotting.training_curves(read_metrics(self.out / self.metrics_file), self.plan.metric),
                              fig_dir / "training_curves.png")
+
+
+def _peer_failure(err: RuntimeError) -> bool:
+    """Whether a collective failed because another rank went away (gloo/NCCL report it so)."""
+    import torch.distributed as dist
+
+    text = str(err).lower()
+    return isinstance(err, dist.DistError) or any(
+        s in text for s in ("connection closed", "connection reset", "broken pipe", "timed out"))
 
 
 __all__ = ["train", "resume"]

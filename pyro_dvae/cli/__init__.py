@@ -16,10 +16,17 @@ class _Group(click.Group):
     be written or read) and Ctrl-C outside a training loop into a one-line message and an exit code."""
 
     def invoke(self, ctx: click.Context):
+        from ..distributed import QuietExit, reports_errors
+        from ..errors import TrainingFailed
+
         try:
             return super().invoke(ctx)
         except PyroDVAEError as err:
             message, exit_code = str(err), err.exit_code
+            # Under torchrun rank 0 says what every rank would (one message, not one per process);
+            # another rank speaks only when it saw a peer fail.
+            if isinstance(err, QuietExit) or not (reports_errors() or isinstance(err, TrainingFailed)):
+                ctx.exit(exit_code)
         except OSError as err:
             where = f" {err.filename}" if err.filename else ""
             message, exit_code = f"cannot use{where}: {err.strerror or err}; check the path and its permissions", 1

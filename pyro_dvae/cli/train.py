@@ -7,8 +7,19 @@ import time
 from pathlib import Path
 
 import click
+import torch
 
-from ..config import DEVICE_PATTERN, ELBOS, LIKELIHOODS, MAX_SEED, PRESETS, RunConfig, preset, read_config_file
+from ..config import (
+    DEVICE_PATTERN,
+    ELBOS,
+    LIKELIHOODS,
+    MAX_SEED,
+    PRECISIONS,
+    PRESETS,
+    RunConfig,
+    preset,
+    read_config_file,
+)
 from ..errors import UserInputError
 from ..runs import resolve_device
 
@@ -57,7 +68,8 @@ def build_config(preset_name: str, data: str | None, config_file: Path | None, d
     model_keys = ("f_dim", "z_dim", "frames", "image_size", "likelihood", "z_prior", "f_prior")
     flags = {k: overrides[k] for k in model_keys if overrides.get(k) is not None}
     config = config.override("model", **{**(model_options or {}), **flags})
-    train_keys = ("steps", "batch_size", "lr", "seed", "elbo", "kl_warmup", "max_minutes", "tensorboard")
+    train_keys = ("steps", "batch_size", "lr", "seed", "elbo", "kl_warmup", "max_minutes", "tensorboard",
+                  "precision", "channels_last", "compile")
     config = config.override("train", device=device, **{k: overrides.get(k) for k in train_keys})
     return config.validate()
 
@@ -101,22 +113,39 @@ def build_config(preset_name: str, data: str | None, config_file: Path | None, d
                    "(repeatable).")
 @click.option("--tensorboard", is_flag=True, default=None,
               help="Also log the metrics for TensorBoard in RUN/tensorboard (pip install 'pyro-dvae[tensorboard]').")
+@click.option("--precision", type=click.Choice(PRECISIONS),
+              help="fp32, or bf16: the networks under bfloat16 autocast, the ELBO in float32 (GPU fast path).")
+@click.option("--channels-last", is_flag=True, default=None, help="Convolutions in NHWC memory layout (GPU fast path).")
+@click.option("--compile", "compile_", is_flag=True, default=None,
+              help="torch.compile each network (GPU fast path; needs a C compiler on a CPU).")
+@click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Train data-parallel in this many processes on this machine (one per GPU; gloo on CPU), "
+                   "as `torchrun --standalone --nproc_per_node N -m pyro_dvae train ...` does. --batch-size is "
+                   "the global batch.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train_command(model, data, preset_name, device, out, resume, config_file, data_options, model_options, crop,
-                  quiet, **flags):
+                  nproc, quiet, compile_, **flags):
     """Train a model (DVAE by default; --model dsa) and write a run directory (config, metrics, checkpoint, figures)."""
+    from ..distributed import is_main_process, launched_world_size
     from ..training import resume as resume_run
     from ..training import train
 
+    flags["compile"] = compile_
+    if nproc > 1 and launched_world_size() > 1:
+        raise UserInputError("--nproc starts the processes itself; under torchrun leave it out")
+    say = click.echo if is_main_process() else (lambda *a, **k: None)
     if flags["image_size"] is not None:
         flags["image_size"] = int(flags["image_size"])
     if resume is not None:
         changed = [k for k, v in flags.items() if v is not None and k not in ("steps", "max_minutes")]
         if changed or config_file or data_options or model_options or model or crop or out:
-            raise UserInputError("when resuming only --steps, --max-minutes and --device may be given; "
+            raise UserInputError("when resuming only --steps, --max-minutes, --device and --nproc may be given; "
                                  "the run's own config is used")
         device = device or "auto"
-        click.echo(f"resuming {resume} on {resolve_device(device)}")
+        if nproc > 1:
+            return _launch(nproc, ["--resume", str(resume), "--device", device, *_session_flags(flags, quiet)], resume,
+                           device=device)
+        say(f"resuming {resume} on {resolve_device(device)}")
         run = resume_run(resume, steps=flags["steps"], device=device, progress=not quiet,
                          max_minutes=flags["max_minutes"])
     else:
@@ -125,13 +154,46 @@ def train_command(model, data, preset_name, device, out, resume, config_file, da
                               parse_options(model_options, "model", "posterior=full"))
         out = out or Path("runs") / f"{Path(str(config.data.source)).name}-{time.strftime('%Y%m%d-%H%M%S')}"
         device = config.train.device
-        click.echo(f"model: {config.model.family}  device: {resolve_device(device)}  "
+        if nproc > 1:
+            return _launch(nproc, ["--preset", preset_name, "--config", None, "--out", str(out),
+                                   *_session_flags({}, quiet)], out, config, device)
+        say(f"model: {config.model.family}  device: {resolve_device(device)}  "
                    f"preset: {_preset_label(preset_name, device)}  data: {config.data.source}  "
                    f"steps: {config.train.steps}  out: {out}")
         run = train(config, out, progress=not quiet)
     last = [m for m in run.metrics() if m["split"] == "test" and "elbo_per_frame" in m]
     elbo = f"  held-out ELBO/frame {last[-1]['elbo_per_frame']:.2f}" if last else ""
-    click.echo(f"done: step {run.step}{elbo}; figures in {run.figures_dir}")
+    say(f"done: step {run.step}{elbo}; figures in {run.figures_dir}")
+
+
+def _session_flags(flags: dict, quiet: bool) -> list[str]:
+    """The flags a resume passes on to its workers."""
+    out = [f"--{name.replace('_', '-')}={flags[name]}" for name in ("steps", "max_minutes")
+           if flags.get(name) is not None]
+    return out + (["--quiet"] if quiet else [])
+
+
+def _launch(nproc: int, args: list[str], out: Path, config: RunConfig | None = None, device: str = "auto") -> None:
+    """Start ``nproc`` workers running ``pyro-dvae train ARGS`` (a new run gets the config resolved
+    here, written to a temporary file, so every worker trains exactly what this command checked)."""
+    import tempfile
+
+    from ..config import to_toml
+    from ..distributed import Ranks, launch_local
+
+    if resolve_device(device).type == "cuda" and nproc > torch.cuda.device_count():
+        raise UserInputError(f"--nproc {nproc} needs one GPU per process but this machine has "
+                             f"{torch.cuda.device_count()}; lower --nproc")
+    if config is not None:
+        Ranks(world_size=nproc).share(config.train.batch_size)  # refuse an uneven split before starting
+    click.echo(f"training on {nproc} processes (data-parallel; global batch "
+               f"{config.train.batch_size if config else 'as the run'}): {out}")
+    with tempfile.TemporaryDirectory(prefix="pyro-dvae-") as tmp:
+        if config is not None:
+            path = Path(tmp) / "config.toml"
+            path.write_text(to_toml(config))
+            args = [str(path) if a is None else a for a in args]
+        launch_local(nproc, ["train", *args], str(out))
 
 
 def _preset_label(name: str, device: str) -> str:

@@ -11,6 +11,9 @@ NaN / Ctrl-C handling. A plan owns the optimiser(s) and the objective:
 ``metric``                      the name of -loss per frame in metrics.jsonl
 ``frames_per_example``          optional: the frames of a sequence the loss is summed over
                                 (default: all the frames of the batch)
+``distribute(device, world_size)``  optional: average gradients over the processes of a
+                                torchrun run (:mod:`pyro_dvae.distributed`); a plan without it
+                                trains on one process only
 
 Nothing in ``step`` reads a tensor back to the host, so a GPU never waits for Python.
 """
@@ -22,7 +25,10 @@ import torch
 from torch import Tensor
 
 from ..config import TrainConfig
+from ..distributed import Objective, ddp_wrap
 from ..elbo import jit_elbo_loss
+from ..errors import UserInputError
+from ..fastpath import autocast
 from .base import PyroSequenceModel
 
 
@@ -43,6 +49,16 @@ class SVIPlan:
         self.model, self.cfg = model, cfg
         self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
         self._jit_loss = jit_elbo_loss(model) if cfg.elbo == "jit" else None
+        self._objective, self._grad_factor = self.loss, 1
+
+    def distribute(self, device: torch.device, world_size: int) -> None:
+        """Train data-parallel: the loss goes through DistributedDataParallel, which averages the
+        ranks' gradients. Each rank's loss is a sum over its part of the global batch, so it is
+        multiplied by the world size: the average is then the gradient of the global batch's sum,
+        the one a single process computes."""
+        if self._jit_loss is not None:
+            raise UserInputError("--elbo jit cannot train on several processes; use --elbo trace or meanfield")
+        self._objective, self._grad_factor = ddp_wrap(Objective(self.model, self.loss), device), world_size
 
     def kl_scale(self, step: int) -> float:
         return min(1.0, step / self.cfg.kl_warmup) if self.cfg.kl_warmup else 1.0
@@ -51,13 +67,14 @@ class SVIPlan:
         """The negative ELBO of batch x at training step ``step`` (differentiable)."""
         if self._jit_loss is not None:
             return self._jit_loss(x)
-        return self.model.elbo_loss(x, kl_scale=self.kl_scale(step), analytic_kl=self.cfg.elbo == "meanfield")
+        with autocast(self.cfg, x.device):
+            return self.model.elbo_loss(x, kl_scale=self.kl_scale(step), analytic_kl=self.cfg.elbo == "meanfield")
 
     def step(self, x: Tensor, step: int) -> Tensor:
         with pyro.validation_enabled(False):  # validation reads tensors back to the host
-            loss = self.loss(x, step)
+            loss = self._objective(x, step)
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss * self._grad_factor if self._grad_factor != 1 else loss).backward()
             self.optimizer.step()
         return loss.detach()
 

@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ...config import TrainConfig
+from ...distributed import Objective, ddp_wrap
+from ...fastpath import autocast
 from .model import DrNet
 
 
@@ -38,6 +40,18 @@ class DrNetPlan:
         main = [p for name, p in model.named_parameters() if not name.startswith("discriminator.")]
         self.optimizer = torch.optim.Adam(main, lr=cfg.lr, betas=betas)
         self.discriminator_optimizer = torch.optim.Adam(model.discriminator.parameters(), lr=cfg.lr, betas=betas)
+        self._discriminator_objective, self._main_objective = self.discriminator_loss, self.main_loss
+
+    def distribute(self, device: torch.device, world_size: int) -> None:
+        """Train data-parallel: each objective goes through its own DistributedDataParallel (C's
+        parameters in one, the encoders' and decoder's in the other), which averages the ranks'
+        gradients. Both objectives are means over the batch, and the batch splits evenly, so the
+        average is the global batch's gradient. Batch normalisation uses each rank's own part of the
+        batch (DDP broadcasts rank 0's running statistics)."""
+        m = self.model
+        self._discriminator_objective = ddp_wrap(Objective(m.discriminator, self.discriminator_loss), device)
+        networks = torch.nn.ModuleList([m.content_encoder, m.pose_encoder, m.decoder])
+        self._main_objective = ddp_wrap(Objective(networks, self.main_loss), device)
 
     def kl_scale(self, step: int) -> float:
         return 1.0
@@ -63,7 +77,9 @@ class DrNetPlan:
         pose = m.pose_encoder(p1)
         reconstruction = F.mse_loss(m.reconstruct_frames(content, pose), p1)
         similarity = F.mse_loss(content, m.content_encoder(c2).detach())
-        logits = m.discriminator(pose, m.pose_encoder(p2).detach())
+        # C is held fixed: its parameters get no gradient from this objective (none is computed).
+        with _frozen(m.discriminator):
+            logits = m.discriminator(pose, m.pose_encoder(p2).detach())
         adversarial = F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, 0.5))
         total = reconstruction + similarity + m.cfg.adversarial_weight * adversarial
         return total, {"reconstruction": reconstruction, "similarity": similarity, "adversarial": adversarial}
@@ -71,13 +87,16 @@ class DrNetPlan:
     # -- the plan interface (pyro_dvae.models.plans) ----------------------------------------------
     def step(self, x: Tensor, step: int) -> Tensor:
         c1, c2, p1, p2 = self.draw_frames(x)
-        with torch.no_grad():
+        with torch.no_grad(), autocast(self.cfg, x.device):
             pose_a, pose_b = self.model.pose_encoder(c1), self.model.pose_encoder(c2)
         self.discriminator_optimizer.zero_grad(set_to_none=True)
-        self.discriminator_loss(pose_a, pose_b).backward()
+        with autocast(self.cfg, x.device):
+            discriminator_loss = self._discriminator_objective(pose_a, pose_b)
+        discriminator_loss.backward()
         self.discriminator_optimizer.step()
 
-        loss, _ = self.main_loss(c1, c2, p1, p2)
+        with autocast(self.cfg, x.device):
+            loss, _ = self._main_objective(c1, c2, p1, p2)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -94,3 +113,18 @@ class DrNetPlan:
     def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["main"])
         self.discriminator_optimizer.load_state_dict(state["discriminator"])
+
+
+class _frozen:
+    """Parameters of ``module`` need no gradient inside the block (restored after it)."""
+
+    def __init__(self, module: torch.nn.Module):
+        self.params = [p for p in module.parameters() if p.requires_grad]
+
+    def __enter__(self) -> None:
+        for p in self.params:
+            p.requires_grad_(False)
+
+    def __exit__(self, *exc) -> None:
+        for p in self.params:
+            p.requires_grad_(True)
