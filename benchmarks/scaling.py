@@ -6,6 +6,7 @@ log window (start-up, first-touch allocation). Weak scaling (the default) keeps 
 fixed, so the global batch grows with N; strong scaling (--strong) splits one global batch.
 
     throughput = steps/s x global batch x frames per example       (frames/s)
+    speed-up   = throughput(N) / throughput(1)
     efficiency = throughput(N) / (N x throughput(1))
 
 On a CPU the processes share the cores (each gets cores / N threads), so the efficiency there
@@ -67,8 +68,8 @@ def main() -> None:
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu"
     print(f"machine: {platform.node()} | {os.cpu_count()} cores | device: {device} | torch {torch.__version__} | "
           f"{args.model} {args.preset} preset on {args.data} | {'strong' if args.strong else 'weak'} scaling\n")
-    print("| ranks | global batch | steps/s | frames/s | efficiency |")
-    print("|---|---|---|---|---|")
+    print("| ranks | global batch | steps/s | frames/s | speed-up | efficiency |")
+    print("|---|---|---|---|---|---|")
     base = None
     with tempfile.TemporaryDirectory(prefix="pyro-dvae-scaling-") as tmp:
         for n in args.ranks:
@@ -78,7 +79,8 @@ def main() -> None:
             rate = run(n, args, batch, Path(tmp))
             throughput = rate * batch * frames
             base = base or throughput / n
-            print(f"| {n} | {batch} | {rate:.2f} | {throughput:,.0f} | {throughput / (n * base):.0%} |", flush=True)
+            print(f"| {n} | {batch} | {rate:.2f} | {throughput:,.0f} | {throughput / base:.2f}x | "
+                  f"{throughput / (n * base):.0%} |", flush=True)
 
 
 if __name__ == "__main__":

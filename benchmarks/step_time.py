@@ -97,6 +97,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--fast-path", action="store_true", default=None,
                         help="also time each fast-path option (default: on with a CUDA device)")
+    parser.add_argument("--only", nargs="+", help="time only these variants (names as in the table)")
     args = parser.parse_args()
     if args.fast_path is None:
         args.fast_path = args.device.startswith("cuda")
@@ -118,6 +119,8 @@ def main() -> None:
             x = torch.rand(b, n, 3, s, s, device=device).round()
             floor = None
             for variant, (loss_fn, options) in variants.items():
+                if args.only and variant not in args.only:
+                    continue
                 torch.manual_seed(0)
                 model = get_family(family).build(cfg.model).to(device)
                 train_cfg = cfg.override("train", **options).train

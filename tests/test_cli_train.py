@@ -128,6 +128,7 @@ def test_no_flags_means_cpu_preset_on_a_machine_without_cuda(tmp_path, monkeypat
     config = seen["config"]
     assert config.data.source == "sprites" and config.model.f_prior == "fitted-flow"
     assert (config.train.max_minutes, config.train.steps) == (13, 100_000)  # the budget ends the run
+    assert config.train.channels_last and config.train.precision == "fp32"  # the CPU fast path, by measurement
 
 
 def test_the_default_run_trains_for_a_few_steps_through_the_cli(tmp_path, monkeypatch):

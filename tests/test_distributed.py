@@ -16,7 +16,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from click.testing import CliRunner
 
-from pyro_dvae import fastpath
+from pyro_dvae import fastpath, train
 from pyro_dvae.checkpoint import load_checkpoint
 from pyro_dvae.cli import main
 from pyro_dvae.config import preset
@@ -25,6 +25,7 @@ from pyro_dvae.distributed import Ranks, rank_seed
 from pyro_dvae.fastpath import prepare
 from pyro_dvae.models import get_family
 from pyro_dvae.models.plans import SVIPlan
+from pyro_dvae.training import resume
 
 OPTIONS = {"num_sets": 32}
 TINY = ["train", "--data", "squares", "--preset", "tiny", "--quiet", "--data-option", "num_sets=32"]
@@ -183,6 +184,7 @@ NAN_ON_RANK_1 = """
 import os
 if os.environ.get("RANK") == "1":  # rank 1's loss alone turns NaN at step 13
     from pyro_dvae.models.plans import SVIPlan
+from pyro_dvae.training import resume
     real_loss = SVIPlan.loss
     SVIPlan.loss = lambda self, x, step: real_loss(self, x, step) * (float("nan") if step == 13 else 1.0)
 """
@@ -265,6 +267,15 @@ def test_compiled_networks_compute_the_same_elbo_and_keep_checkpoint_keys(monkey
     compiled_model, plain_model = get_family("dvae").build(config.model), get_family("dvae").build(config.model)
     prepare(compiled_model, config.train)
     assert compiled_model.state_dict().keys() == plain_model.state_dict().keys()  # checkpoints unchanged
+
+
+def test_a_channels_last_run_resumes_to_the_same_bits(tiny_config, tmp_path):
+    config = tiny_config.override("train", channels_last=True)
+    whole = train(config, tmp_path / "whole", progress=False)
+    train(config.override("train", steps=10), tmp_path / "part", progress=False)
+    resumed = resume(tmp_path / "part", steps=20, progress=False)
+    for name, value in whole.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[name], value), name
 
 
 def test_fast_path_flags_train_through_the_cli(tmp_path):

@@ -16,14 +16,17 @@ README = (ROOT / "README.md").read_text()
 
 
 def readme_commands() -> list[list[str]]:
-    """Every `pyro-dvae ...` command line inside the README's bash code blocks, as argv lists."""
+    """Every `pyro-dvae ...` command line inside the README's bash code blocks (and every
+    `torchrun ... -m pyro_dvae ...`), as argv lists."""
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", README, flags=re.S):
-        for line in block.splitlines():
+        for line in block.replace("\\\n", " ").splitlines():
             for part in line.split("&&"):
                 words = shlex.split(part, comments=True)
                 if words[:1] == ["pyro-dvae"]:
                     commands.append(words[1:])
+                elif words[:1] == ["torchrun"] and "pyro_dvae" in words:
+                    commands.append(words[words.index("pyro_dvae") + 1:])
     return commands
 
 
