@@ -184,7 +184,6 @@ NAN_ON_RANK_1 = """
 import os
 if os.environ.get("RANK") == "1":  # rank 1's loss alone turns NaN at step 13
     from pyro_dvae.models.plans import SVIPlan
-from pyro_dvae.training import resume
     real_loss = SVIPlan.loss
     SVIPlan.loss = lambda self, x, step: real_loss(self, x, step) * (float("nan") if step == 13 else 1.0)
 """
