@@ -107,9 +107,13 @@ class Ranks:
             device = torch.device("cuda", local_rank)
             torch.cuda.set_device(device)
         if not dist.is_initialized():
-            backend = "nccl" if device.type == "cuda" else "gloo"
-            extra = {"device_id": device} if device.type == "cuda" else {}
-            dist.init_process_group(backend, timeout=TIMEOUT, **extra)
+            if device.type == "cuda":
+                try:  # device_id (torch >= 2.3) binds NCCL to this rank's GPU at once
+                    dist.init_process_group("nccl", timeout=TIMEOUT, device_id=device)
+                except TypeError:
+                    dist.init_process_group("nccl", timeout=TIMEOUT)
+            else:
+                dist.init_process_group("gloo", timeout=TIMEOUT)
         control = dist.new_group(backend="gloo", timeout=TIMEOUT)
         global _joined
         _joined = True

@@ -22,6 +22,8 @@ import contextlib
 import torch
 from torch import nn
 
+from .errors import UserInputError
+
 #: torch.compile's backend for ``compile`` (the tests use a quicker one to check the wiring).
 COMPILE_BACKEND = "inductor"
 
@@ -34,6 +36,8 @@ def prepare(model: nn.Module, cfg) -> None:
         for network in model.children():
             network.register_forward_hook(_float32_outputs)
     if cfg.compile:
+        if not hasattr(nn.Module, "compile"):
+            raise UserInputError("--compile needs torch >= 2.2 (nn.Module.compile); upgrade torch or leave it out")
         for network in model.children():
             network.compile(backend=COMPILE_BACKEND)
 

@@ -549,7 +549,7 @@ def _peer_failure(err: RuntimeError) -> bool:
     import torch.distributed as dist
 
     text = str(err).lower()
-    return isinstance(err, dist.DistError) or any(
+    return isinstance(err, getattr(dist, "DistError", ())) or any(
         s in text for s in ("connection closed", "connection reset", "broken pipe", "timed out"))
 
 
