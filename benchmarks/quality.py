@@ -11,6 +11,7 @@ cached first if missing:
     python benchmarks/quality.py --model dsa --max-minutes 15       # DSA at the same budget
     python benchmarks/quality.py --steps 5 --limit 18 --train-seeds 1 --seeds 1   # a smoke check
     python benchmarks/quality.py --curve 5 15 30 60 --train-seeds 1   # quality after 5, 15, 30, 60 min
+    python benchmarks/quality.py --set train.f_kl_weight=1              # one preset setting changed
 
 ``--curve`` trains each seed in chunks of wall-clock time (``resume`` with ``--max-minutes``; a
 resumed run equals an uninterrupted one) and evaluates after each, so one 60-minute run gives the
@@ -26,13 +27,14 @@ import os
 import platform
 import statistics
 import time
+import tomllib
 from pathlib import Path
 
 import pyro
 import torch
 
 from pyro_dvae import resume, train
-from pyro_dvae.config import preset
+from pyro_dvae.config import RunConfig, preset
 from pyro_dvae.evaluation import evaluate_run, load_judge
 
 HEADS = [("dynamics_kept", "action_accuracy", "action (f resampled)"),
@@ -61,6 +63,19 @@ def spread(values: list[float], scale: float = 1.0, digits: int = 3) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
+def with_settings(config: RunConfig, settings: list[str]) -> RunConfig:
+    """The config with each ``SECTION.KEY=VALUE`` applied (the value read as TOML, else as text)."""
+    for item in settings:
+        key, _, text = item.partition("=")
+        section, _, name = key.partition(".")
+        try:
+            value = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text
+        config = config.override(section, **{name: value})
+    return config.validate()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="dvae", help="model family (default: dvae)")
@@ -74,11 +89,13 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--curve", type=float, nargs="+", metavar="MINUTES",
                         help="evaluate after each of these cumulative training minutes")
+    parser.add_argument("--set", dest="settings", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="change one setting of the preset, e.g. train.f_kl_weight=1 (TOML value; repeatable)")
     args = parser.parse_args()
     if args.curve:
         return curve(args)
 
-    base = preset("cpu", "sprites", args.model).override(
+    base = with_settings(preset("cpu", "sprites", args.model), args.settings).override(
         "train", steps=args.steps, device=args.device, max_minutes=args.max_minutes)
     root = args.out or Path("runs") / f"quality-{args.model}-{time.strftime('%Y%m%d-%H%M%S')}"
     judge = load_judge(args.judge) if args.judge else None
@@ -99,7 +116,8 @@ def main() -> None:
     steps = [r["steps"] for r in results]
     minutes = [r["minutes"] for r in results]
     print(f"\nmachine: {machine()}")
-    print(f"model: {args.model}, cpu preset (batch {cfg.batch_size} x {base.model.frames} frames, "
+    changed = f" with {', '.join(args.settings)}" if args.settings else ""
+    print(f"model: {args.model}, cpu preset{changed} (batch {cfg.batch_size} x {base.model.frames} frames, "
           f"{base.model.image_size}px), budget {budget}: {min(steps)}-{max(steps)} steps in "
           f"{min(minutes):.1f}-{max(minutes):.1f} min; {args.train_seeds} training seed(s) x {args.seeds} "
           f"evaluation seed(s) on {report['n_sequences']} test sequences; runs in {root}\n")
@@ -129,7 +147,8 @@ def main() -> None:
 
 def curve(args: argparse.Namespace) -> None:
     """Quality against training minutes (and steps): one run per seed, evaluated between chunks."""
-    base = preset("cpu", "sprites", args.model).override("train", steps=10**7, device=args.device, max_minutes=0)
+    base = with_settings(preset("cpu", "sprites", args.model), args.settings).override(
+        "train", steps=10**7, device=args.device, max_minutes=0)
     root = args.out or Path("runs") / f"curve-{args.model}-{time.strftime('%Y%m%d-%H%M%S')}"
     judge = load_judge(args.judge) if args.judge else None
     marks = sorted(args.curve)
@@ -148,7 +167,8 @@ def curve(args: argparse.Namespace) -> None:
             rows[mark].append({"steps": run.step, "minutes": spent, "metrics": {
                 f"{s}.{m}": v["mean"] for s, ms in report["metrics"].items() for m, v in ms.items()}})
     print(f"\nmachine: {machine()}")
-    print(f"model: {args.model}, cpu preset without its budget, {args.train_seeds} training seed(s) x {args.seeds} "
+    changed = f" with {', '.join(args.settings)}" if args.settings else ""
+    print(f"model: {args.model}, cpu preset{changed} without its budget, {args.train_seeds} training seed(s) x {args.seeds} "
           f"evaluation seed(s) on {report['n_sequences']} test sequences; runs in {root}\n")
     print("| minutes | steps | " + " | ".join(label for _, _, label in HEADS) + " | IS | H(y\\|x) |")
     print("|" + "---|" * (len(HEADS) + 4))

@@ -85,6 +85,7 @@ class TrainConfig:
     seed: int = 0
     elbo: str = "trace"  # trace: Monte Carlo KLs; meanfield: analytic KLs; jit: Pyro's JitTrace_ELBO
     kl_warmup: int = 0  # steps over which the KL terms are scaled up from 0 to 1 (0: none)
+    f_kl_weight: float = 1.0  # beta_f: weight of the static code's KL term in training (1: the ELBO)
     max_minutes: float = 0.0  # wall-clock budget: the run ends cleanly when it is spent (0: none)
     log_every: int = 50
     eval_every: int = 500
@@ -116,6 +117,10 @@ class TrainConfig:
             raise UserInputError(f"unknown elbo {self.elbo!r}; use one of {', '.join(ELBOS)}")
         if self.precision not in PRECISIONS:
             raise UserInputError(f"unknown precision {self.precision!r}; use one of {', '.join(PRECISIONS)}")
+        if not self.f_kl_weight > 0:
+            raise UserInputError(f"f_kl_weight must be positive (1: the ELBO), got {self.f_kl_weight}")
+        if self.elbo == "jit" and self.f_kl_weight != 1:
+            raise UserInputError("--elbo jit compiles the plain ELBO; set --f-kl-weight 1 or use --elbo trace")
         if self.elbo == "jit" and self.kl_warmup:
             raise UserInputError("--elbo jit compiles a fixed KL weight; set --kl-warmup 0 or use --elbo trace")
 

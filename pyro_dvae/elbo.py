@@ -10,7 +10,7 @@ the trainer logs.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import pyro
 from pyro import poutine
@@ -22,8 +22,14 @@ from torch.distributions import kl_divergence
 
 
 def elbo_loss(model: Callable, guide: Callable, *args, analytic_kl: bool = False,
-              **kwargs) -> Tensor:
-    """Negative ELBO (one sample of every latent), summed over the batch; differentiable."""
+              site_weights: Mapping[str, float] | None = None, **kwargs) -> Tensor:
+    """Negative ELBO (one sample of every latent), summed over the batch; differentiable.
+
+    ``site_weights`` multiplies named latent sites' terms (log p - log q, or -KL): a weight below 1
+    on "f" is the beta-VAE objective for the static code alone. With any weight other than 1 the
+    result is no longer the negative ELBO, so held-out ELBOs are computed without weights.
+    """
+    weights = site_weights or {}
     guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
     model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
         *args, **kwargs
@@ -39,14 +45,16 @@ def elbo_loss(model: Callable, guide: Callable, *args, analytic_kl: bool = False
             elbo = elbo + _log_prob_sum(site)
             continue
         guide_site = guide_trace.nodes[name]
+        term = None
         if analytic_kl:
             try:
-                kl = kl_divergence(guide_site["fn"], site["fn"])
-                elbo = elbo - scale_and_mask(kl, guide_site["scale"], guide_site["mask"]).sum()
-                continue
+                term = -scale_and_mask(kl_divergence(guide_site["fn"], site["fn"]), guide_site["scale"],
+                                       guide_site["mask"]).sum()
             except NotImplementedError:
                 pass  # no closed form for this pair: fall back to the Monte Carlo term
-        elbo = elbo + _log_prob_sum(site) - _log_prob_sum(guide_site)
+        if term is None:
+            term = _log_prob_sum(site) - _log_prob_sum(guide_site)
+        elbo = elbo + (term * weights[name] if name in weights else term)
     return -elbo
 
 

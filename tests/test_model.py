@@ -100,6 +100,79 @@ def test_kl_scale_scales_only_the_latent_terms():
     assert full > zero
 
 
+def test_f_kl_weight_scales_exactly_the_static_codes_kl():
+    """beta_f: the training objective is -(log-lik - KL_z - beta_f KL_f); at 1 it is the ELBO."""
+    model = tiny_model()
+    x = torch.rand(4, 3, 3, 16, 16)
+
+    def loss(weight):
+        torch.manual_seed(0)  # the same draws of f and z for every weight
+        with torch.no_grad():
+            return float(model.elbo_loss(x, analytic_kl=True, f_kl_weight=weight))
+
+    with torch.no_grad():
+        q_f = model.static_posterior(x)
+        kl_f = float(torch.distributions.kl_divergence(q_f, model.f_prior((4, 1))).sum())
+    assert kl_f > 0
+    assert loss(1.0) - loss(0.25) == pytest.approx(0.75 * kl_f, rel=1e-4)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        elbo = float(elbo_loss(model.model, model.guide, x, analytic_kl=True))
+    assert loss(1.0) == elbo
+
+    def mc(weight):  # the Monte Carlo estimator is affine in the weight too (same draws)
+        torch.manual_seed(1)
+        with torch.no_grad():
+            return float(model.elbo_loss(x, f_kl_weight=weight))
+    assert mc(0.5) == pytest.approx((mc(0.0) + mc(1.0)) / 2, rel=1e-5)
+
+
+def test_the_plan_trains_with_beta_f_and_reports_held_out_elbos():
+    from pyro_dvae.config import TrainConfig
+    from pyro_dvae.models.plans import SVIPlan
+
+    model = tiny_model()
+    x = torch.rand(4, 3, 3, 16, 16)
+    weighted = SVIPlan(model, TrainConfig(f_kl_weight=0.1, elbo="meanfield"))
+    plain = SVIPlan(model, TrainConfig(elbo="meanfield"))
+    draws = {}
+    for name, plan in (("weighted", weighted), ("plain", plain)):
+        for what, fn in (("loss", lambda p: p.loss(x, step=10)), ("heldout", lambda p: p.heldout(x))):
+            torch.manual_seed(0)
+            with torch.no_grad():
+                draws[name, what] = float(fn(plan))
+    assert draws["weighted", "loss"] < draws["plain", "loss"]  # KL_f > 0 is weighed by 0.1
+    assert draws["weighted", "heldout"] == draws["plain", "heldout"]  # held out: the ELBO itself
+    with pytest.raises(UserInputError, match="f_kl_weight"):
+        TrainConfig(f_kl_weight=0).validate()
+    with pytest.raises(UserInputError, match="jit"):
+        TrainConfig(f_kl_weight=0.5, elbo="jit").validate()
+
+
+def test_a_smaller_f_kl_weight_buys_a_more_informative_static_code():
+    """The learning side of beta_f: the same short training with beta_f = 0.05 ends with f
+    carrying several times more nats about each held-out set (KL of q(f|x_S) from p(f))."""
+    from pyro_dvae.config import TrainConfig
+    from pyro_dvae.data import load_frame_sets
+    from pyro_dvae.models.plans import SVIPlan
+
+    sets = load_frame_sets("squares", "train", image_size=16, num_sets=64)
+    held_out = sets.sample(32, 3, torch.Generator().manual_seed(1))
+    results = {}
+    for weight in (1.0, 0.05):
+        torch.manual_seed(0)
+        model = tiny_model()
+        plan = SVIPlan(model, TrainConfig(lr=3e-3, f_kl_weight=weight))
+        batches = torch.Generator().manual_seed(0)
+        for step in range(1, 301):
+            plan.step(sets.sample(16, 3, batches), step)
+        with torch.no_grad():
+            q_f = model.static_posterior(held_out)
+            kl_f = torch.distributions.kl_divergence(q_f, model.f_prior((32, 1))).mean()
+        results[weight] = float(kl_f)
+    assert results[0.05] > 3 * results[1.0]  # measured: 46 against 7.8 nats
+
+
 @pytest.mark.parametrize("likelihood", ["bernoulli", "continuous-bernoulli", "gaussian", "gaussian-linear"])
 def test_likelihoods_give_finite_elbo_and_images_in_unit_range(likelihood):
     model = tiny_model(likelihood=likelihood)

@@ -68,7 +68,7 @@ def build_config(preset_name: str, data: str | None, config_file: Path | None, d
     model_keys = ("f_dim", "z_dim", "frames", "image_size", "likelihood", "z_prior", "f_prior")
     flags = {k: overrides[k] for k in model_keys if overrides.get(k) is not None}
     config = config.override("model", **{**(model_options or {}), **flags})
-    train_keys = ("steps", "batch_size", "lr", "seed", "elbo", "kl_warmup", "max_minutes", "tensorboard",
+    train_keys = ("steps", "batch_size", "lr", "seed", "elbo", "kl_warmup", "f_kl_weight", "max_minutes", "tensorboard",
                   "precision", "channels_last", "compile")
     config = config.override("train", device=device, **{k: overrides.get(k) for k in train_keys})
     return config.validate()
@@ -95,6 +95,8 @@ def build_config(preset_name: str, data: str | None, config_file: Path | None, d
 @click.option("--elbo", type=click.Choice(ELBOS),
               help="trace: Monte Carlo KLs; meanfield: analytic KLs; jit: Pyro JitTrace_ELBO.")
 @click.option("--kl-warmup", type=click.IntRange(min=0), help="Steps over which the KL weight rises to 1.")
+@click.option("--f-kl-weight", type=click.FloatRange(min=0, min_open=True),
+              help="beta_f: weight of the static code's KL term while training (1: the ELBO).")
 @click.option("--max-minutes", type=click.FloatRange(min=0),
               help="Wall-clock budget: end the run cleanly (checkpoint, figures) when it is spent; 0 for none.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Adam learning rate.")

@@ -139,8 +139,13 @@ class SequenceModel(nn.Module):
         """p(z_t | f, z_<t) for every t of z (B, T, z_dim): batch (B, T), event (z_dim,)."""
         raise self._cannot("dynamics_prior")
 
-    def elbo_loss(self, x: Tensor, kl_scale: float | Tensor = 1.0, analytic_kl: bool = False) -> Tensor:
-        """Negative ELBO of sequences x, summed over the batch (a one-sample estimate)."""
+    def elbo_loss(self, x: Tensor, kl_scale: float | Tensor = 1.0, analytic_kl: bool = False,
+                  f_kl_weight: float = 1.0) -> Tensor:
+        """Negative ELBO of sequences x, summed over the batch (a one-sample estimate).
+
+        ``kl_scale`` weighs every latent's KL term (warm-up), ``f_kl_weight`` the static code's on
+        top of it (beta_f; 1, the default, is the ELBO).
+        """
         raise self._cannot("elbo_loss")
 
     def guide(self, x: Tensor, **kwargs):
@@ -219,8 +224,11 @@ class PyroSequenceModel(SequenceModel):
     def sample_static(self, n: int) -> Tensor:
         return self.f_prior((n,)).sample().to(self.device)
 
-    def elbo_loss(self, x: Tensor, kl_scale: float | Tensor = 1.0, analytic_kl: bool = False) -> Tensor:
-        return elbo_loss(self.model, self.guide, x, analytic_kl=analytic_kl, kl_scale=kl_scale)
+    def elbo_loss(self, x: Tensor, kl_scale: float | Tensor = 1.0, analytic_kl: bool = False,
+                  f_kl_weight: float = 1.0) -> Tensor:
+        weights = {SITE_F: f_kl_weight} if f_kl_weight != 1 else None
+        return elbo_loss(self.model, self.guide, x, analytic_kl=analytic_kl, site_weights=weights,
+                         kl_scale=kl_scale)
 
     def model(self, x: Tensor | None = None, **kwargs):  # pragma: no cover - subclasses define it
         raise NotImplementedError

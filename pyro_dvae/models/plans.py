@@ -37,7 +37,8 @@ class SVIPlan:
 
     The objective is the negative ELBO of the family's model and guide, estimated from Pyro traces
     (``--elbo trace``: Monte Carlo KLs; ``meanfield``: analytic KLs where they exist; ``jit``:
-    Pyro's JitTrace_ELBO). ``kl_warmup`` scales the latent sites' terms from 0 to 1.
+    Pyro's JitTrace_ELBO). ``kl_warmup`` scales the latent sites' terms from 0 to 1, and
+    ``f_kl_weight`` the static code's KL term (beta_f) while training; held-out ELBOs are ELBOs.
     Parameters are optimised by ``torch.optim.Adam`` directly, not through Pyro's global
     parameter store, so two models can live in one process and the optimiser state checkpoints
     exactly.
@@ -68,7 +69,8 @@ class SVIPlan:
         if self._jit_loss is not None:
             return self._jit_loss(x)
         with autocast(self.cfg, x.device):
-            return self.model.elbo_loss(x, kl_scale=self.kl_scale(step), analytic_kl=self.cfg.elbo == "meanfield")
+            return self.model.elbo_loss(x, kl_scale=self.kl_scale(step), analytic_kl=self.cfg.elbo == "meanfield",
+                                        f_kl_weight=self.cfg.f_kl_weight)
 
     def step(self, x: Tensor, step: int) -> Tensor:
         with pyro.validation_enabled(False):  # validation reads tensors back to the host

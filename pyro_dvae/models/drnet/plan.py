@@ -23,6 +23,7 @@ from torch import Tensor
 
 from ...config import TrainConfig
 from ...distributed import Objective, ddp_wrap
+from ...errors import UserInputError
 from ...fastpath import autocast
 from .model import DrNet
 
@@ -35,6 +36,8 @@ class DrNetPlan:
     frames_per_example = 1
 
     def __init__(self, model: DrNet, cfg: TrainConfig):
+        if cfg.f_kl_weight != 1:
+            raise UserInputError("DrNet has no KL terms: --f-kl-weight applies to the dvae and dsa families")
         self.model, self.cfg = model, cfg
         betas = (model.cfg.adam_beta1, 0.999)
         main = [p for name, p in model.named_parameters() if not name.startswith("discriminator.")]
