@@ -168,8 +168,8 @@ def curve(args: argparse.Namespace) -> None:
                 f"{s}.{m}": v["mean"] for s, ms in report["metrics"].items() for m, v in ms.items()}})
     print(f"\nmachine: {machine()}")
     changed = f" with {', '.join(args.settings)}" if args.settings else ""
-    print(f"model: {args.model}, cpu preset{changed} without its budget, {args.train_seeds} training seed(s) x {args.seeds} "
-          f"evaluation seed(s) on {report['n_sequences']} test sequences; runs in {root}\n")
+    print(f"model: {args.model}, cpu preset{changed} without its budget, {args.train_seeds} training seed(s) x "
+          f"{args.seeds} evaluation seed(s) on {report['n_sequences']} test sequences; runs in {root}\n")
     print("| minutes | steps | " + " | ".join(label for _, _, label in HEADS) + " | IS | H(y\\|x) |")
     print("|" + "---|" * (len(HEADS) + 4))
     for mark in marks:

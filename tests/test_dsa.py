@@ -76,6 +76,24 @@ def test_elbo_matches_pyro_trace_elbo(posterior_form):
     assert g1.abs().sum() > 0 and torch.allclose(g1, g2, rtol=1e-4, atol=1e-6)
 
 
+def test_f_kl_weight_weighs_only_the_static_codes_term_in_dsa():
+    """beta_f reaches DSA through the shared ELBO: only f's log p - log q is weighted, z's (the
+    LSTM prior's) is not, so the loss is affine in the weight with f's term as its slope."""
+    model = tiny_dsa()
+    x = torch.rand(5, 4, 3, 16, 16)
+
+    def loss(weight):
+        torch.manual_seed(2)
+        with torch.no_grad():
+            return float(model.elbo_loss(x, f_kl_weight=weight))
+
+    torch.manual_seed(2)
+    model_trace, guide_trace = traces(model, x)
+    f_term = float(model_trace.nodes[SITE_F]["fn"].log_prob(model_trace.nodes[SITE_F]["value"]).sum()
+                   - guide_trace.nodes[SITE_F]["fn"].log_prob(guide_trace.nodes[SITE_F]["value"]).sum())
+    assert loss(0.0) - loss(1.0) == pytest.approx(f_term, rel=1e-3, abs=1e-2)
+
+
 def test_prior_of_z_t_depends_on_earlier_codes_in_dsa_only():
     torch.manual_seed(0)
     f, z = torch.randn(3, 8), torch.randn(3, 5, 2)
