@@ -13,6 +13,11 @@ cached first if missing:
     python benchmarks/quality.py --curve 5 15 30 60 --train-seeds 1   # quality after 5, 15, 30, 60 min
     python benchmarks/quality.py --set train.f_kl_weight=1              # one preset setting changed
 
+Runs are kept in ``--out``: called again with the same ``--out`` and settings, the script trains
+only the seeds it lacks (a run counts once its evaluation was written) and evaluates again only
+where the evaluation seeds or ``--limit`` changed, so ``--first-seed`` and ``--train-seeds`` can
+split the work over several calls, and a final call over all the seeds prints their table.
+
 ``--curve`` trains each seed in chunks of wall-clock time (``resume`` with ``--max-minutes``; a
 resumed run equals an uninterrupted one) and evaluates after each, so one 60-minute run gives the
 whole curve; the minutes count training (data set-up and held-out ELBOs included), not the
@@ -33,8 +38,8 @@ from pathlib import Path
 import pyro
 import torch
 
-from pyro_dvae import resume, train
-from pyro_dvae.config import RunConfig, preset
+from pyro_dvae import load_run, resume, train
+from pyro_dvae.config import RunConfig, preset, to_toml
 from pyro_dvae.evaluation import evaluate_run, load_judge
 
 HEADS = [("dynamics_kept", "action_accuracy", "action (f resampled)"),
@@ -81,7 +86,8 @@ def main() -> None:
     parser.add_argument("--model", default="dvae", help="model family (default: dvae)")
     parser.add_argument("--steps", type=int, help="SVI steps (default: the cpu preset's)")
     parser.add_argument("--max-minutes", type=float, help="wall-clock budget per run (default: the preset's)")
-    parser.add_argument("--train-seeds", type=int, default=3, help="training runs with seeds 0..K-1")
+    parser.add_argument("--train-seeds", type=int, default=3, help="training runs with seeds S..S+K-1")
+    parser.add_argument("--first-seed", type=int, default=0, help="S, the first training seed (default 0)")
     parser.add_argument("--seeds", type=int, default=3, help="evaluation seeds per run")
     parser.add_argument("--limit", type=int, help="evaluate only the first N test sequences (smoke checks)")
     parser.add_argument("--judge", type=Path, help="judge file (default: the cached default judge)")
@@ -100,26 +106,35 @@ def main() -> None:
     root = args.out or Path("runs") / f"quality-{args.model}-{time.strftime('%Y%m%d-%H%M%S')}"
     judge = load_judge(args.judge) if args.judge else None
     results = []
-    for seed in range(args.train_seeds):
+    for seed in range(args.first_seed, args.first_seed + args.train_seeds):
         config = base.override("train", seed=seed)
-        start = time.perf_counter()
-        run = train(config, root / f"seed{seed}", progress=True)
-        train_s = time.perf_counter() - start
-        report = evaluate_run(run, seeds=args.seeds, judge=judge, limit=args.limit)
-        (run.path / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
-        results.append({"steps": run.step, "minutes": train_s / 60,
+        folder = root / f"seed{seed}"
+        report = finished_report(folder, config)
+        if report is None:
+            start = time.perf_counter()
+            run = train(config, folder, progress=True)
+            minutes = (time.perf_counter() - start) / 60
+        else:
+            run, minutes = load_run(folder), report.get("training_minutes")
+            print(f"{folder}: trained with this configuration before; not trained again")
+        if report is None or report["seeds"] != args.seeds or report["n_sequences"] != expected_sequences(report, args):
+            report = evaluate_run(run, seeds=args.seeds, judge=judge, limit=args.limit)
+            report["training_minutes"] = minutes
+            (folder / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
+        results.append({"steps": run.step, "minutes": minutes,
                         "metrics": {f"{s}.{m}": v["mean"] for s, ms in report["metrics"].items()
                                     for m, v in ms.items()}})
 
     cfg = base.train
     budget = f"{cfg.max_minutes:g} min wall clock" if cfg.max_minutes else f"{cfg.steps} steps"
     steps = [r["steps"] for r in results]
-    minutes = [r["minutes"] for r in results]
+    minutes = [r["minutes"] for r in results if r["minutes"] is not None]
+    took = f"{min(minutes):.1f}-{max(minutes):.1f} min" if minutes else "minutes not recorded"
     print(f"\nmachine: {machine()}")
     changed = f" with {', '.join(args.settings)}" if args.settings else ""
     print(f"model: {args.model}, cpu preset{changed} (batch {cfg.batch_size} x {base.model.frames} frames, "
           f"{base.model.image_size}px), budget {budget}: {min(steps)}-{max(steps)} steps in "
-          f"{min(minutes):.1f}-{max(minutes):.1f} min; {args.train_seeds} training seed(s) x {args.seeds} "
+          f"{took}; {args.train_seeds} training seed(s) x {args.seeds} "
           f"evaluation seed(s) on {report['n_sequences']} test sequences; runs in {root}\n")
 
     def metric(name: str) -> list[float]:
@@ -133,8 +148,7 @@ def main() -> None:
           f"`benchmarks/quality.py --model {args.model}` |\n")
     print("| " + " | ".join(label for _, _, label in HEADS) + " | swap: A's attributes (mean) | swap: B's action |")
     print("|" + "---|" * (len(HEADS) + 2))
-    swap_attrs = [statistics.fmean(r["metrics"][f"swap.{a}"] for a in ("skin", "pants", "top", "hair"))
-                  for r in results]
+    swap_attrs = swap_attributes(results)
     print("| " + " | ".join(spread(metric(f"{s}.{m}"), 100, 1) + "%" for s, m, _ in HEADS)
           + f" | {spread(swap_attrs, 100, 1)}% | {spread(metric('swap.action'), 100, 1)}% |\n")
     print("| metric | mean over training seeds | std |")
@@ -143,6 +157,28 @@ def main() -> None:
         values = metric(name)
         std = statistics.stdev(values) if len(values) > 1 else 0.0
         print(f"| `{name}` | {statistics.fmean(values):.4f} | {std:.4f} |")
+
+
+def finished_report(folder: Path, config: RunConfig) -> dict | None:
+    """The evaluation a previous call of this script wrote for a run trained to the end with exactly
+    ``config`` (so an interrupted or extended call only trains the seeds it lacks), else None."""
+    path = folder / "evaluation.json"
+    if not path.is_file() or not (folder / "config.toml").is_file():
+        return None
+    if (folder / "config.toml").read_text() != to_toml(config):
+        return None
+    return json.loads(path.read_text())
+
+
+def expected_sequences(report: dict, args: argparse.Namespace) -> int:
+    """How many test sequences an evaluation with ``--limit`` covers (all of them without it)."""
+    return report["n_sequences"] if args.limit is None else min(args.limit, report["n_sequences"])
+
+
+def swap_attributes(results: list[dict]) -> list[float]:
+    """Per run: the mean over the four attributes of A that the swaps keep."""
+    return [statistics.fmean(r["metrics"][f"swap.{a}"] for a in ("skin", "pants", "top", "hair"))
+            for r in results]
 
 
 def curve(args: argparse.Namespace) -> None:
@@ -170,8 +206,9 @@ def curve(args: argparse.Namespace) -> None:
     changed = f" with {', '.join(args.settings)}" if args.settings else ""
     print(f"model: {args.model}, cpu preset{changed} without its budget, {args.train_seeds} training seed(s) x "
           f"{args.seeds} evaluation seed(s) on {report['n_sequences']} test sequences; runs in {root}\n")
-    print("| minutes | steps | " + " | ".join(label for _, _, label in HEADS) + " | IS | H(y\\|x) |")
-    print("|" + "---|" * (len(HEADS) + 4))
+    print("| minutes | steps | " + " | ".join(label for _, _, label in HEADS)
+          + " | IS | H(y\\|x) | swap: A's attributes (mean) | swap: B's action | PSNR |")
+    print("|" + "---|" * (len(HEADS) + 7))
     for mark in marks:
         results = rows[mark]
 
@@ -181,7 +218,9 @@ def curve(args: argparse.Namespace) -> None:
         steps = [r["steps"] for r in results]
         print(f"| {mark:g} | {min(steps)}-{max(steps)} | "
               + " | ".join(spread(metric(f"{s}.{m}"), 100, 1) + "%" for s, m, _ in HEADS)
-              + f" | {spread(metric('dynamics_kept.is'), 1, 2)} | {spread(metric('dynamics_kept.h_y_given_x'))} |")
+              + f" | {spread(metric('dynamics_kept.is'), 1, 2)} | {spread(metric('dynamics_kept.h_y_given_x'))}"
+              + f" | {spread(swap_attributes(results), 100, 1)}% | {spread(metric('swap.action'), 100, 1)}%"
+              + f" | {spread(metric('reconstruction.psnr'), 1, 1)} |")
 
 
 if __name__ == "__main__":

@@ -133,6 +133,7 @@ def test_no_flags_means_cpu_preset_on_a_machine_without_cuda(tmp_path, monkeypat
     assert config.data.source == "sprites" and config.model.f_prior == "fitted-flow"
     assert (config.train.max_minutes, config.train.steps) == (13, 100_000)  # the budget ends the run
     assert config.train.channels_last and config.train.precision == "fp32"  # the CPU fast path, by measurement
+    assert (config.model.z_dim, config.train.f_kl_weight) == (4, 0.1)  # by measurement: docs/ablation.md
 
 
 def test_the_default_run_trains_for_a_few_steps_through_the_cli(tmp_path, monkeypatch):
@@ -145,4 +146,13 @@ def test_the_default_run_trains_for_a_few_steps_through_the_cli(tmp_path, monkey
     run = load_run(out)
     assert run.step == 3 and run.config.train.max_minutes == 13 and run.config.model.image_size == 32
     assert run.model.f_prior.is_fitted  # the two-stage p(f) was fitted when training ended
-    assert (out / "figures").is_dir() and any((out / "figures").iterdir())
+    assert run.config.model.z_dim == 4  # the manifold figure spans z's two principal directions
+    assert {p.name for p in (out / "figures").iterdir()} >= {"latent_manifold.png", "reconstructions.png"}
+
+
+def test_the_cpu_preset_gives_z_the_dimensions_of_the_data_set_dynamics():
+    from pyro_dvae.config import preset
+
+    assert preset("cpu", "sprites").model.z_dim == 4  # about 178 poses per identity
+    assert preset("cpu", "moving-mnist-1").model.z_dim == 2  # a 2-D position
+    assert preset("paper", "sprites").model.z_dim == 2  # the paper's appendix C, unchanged
