@@ -26,11 +26,6 @@ import torch
 from pyro_dvae import load_run
 
 
-def kl_to_standard_normal(loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """KL(N(loc, scale^2) || N(0, 1)) per dimension."""
-    return 0.5 * (loc**2 + scale**2 - 1) - scale.log()
-
-
 @torch.no_grad()
 def capacity(folder: Path, n_sets: int, seed: int, active: float) -> dict:
     run = load_run(folder)
@@ -40,7 +35,8 @@ def capacity(folder: Path, n_sets: int, seed: int, active: float) -> dict:
     draw = data.sample_windows if model.ordered else data.sample
     x = draw(n_sets, frames, generator)
     loc, scale = model.encode_static(x, generator)
-    kl_f = kl_to_standard_normal(loc, scale)  # (sets, f_dim)
+    standard = torch.distributions.Normal(torch.zeros_like(loc), torch.ones_like(scale))
+    kl_f = torch.distributions.kl_divergence(torch.distributions.Normal(loc, scale), standard)  # (sets, f_dim)
     per_dim = kl_f.mean(0)
     torch.manual_seed(seed)
     z_loc, z_scale = model.encode_dynamic(x, loc)

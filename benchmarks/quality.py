@@ -117,9 +117,9 @@ def main() -> None:
         else:
             run, minutes = load_run(folder), report.get("training_minutes")
             print(f"{folder}: trained with this configuration before; not trained again")
-        if report is None or report["seeds"] != args.seeds or report["n_sequences"] != expected_sequences(report, args):
+        if report is None or (report["seeds"], report.get("limit")) != (args.seeds, args.limit):
             report = evaluate_run(run, seeds=args.seeds, judge=judge, limit=args.limit)
-            report["training_minutes"] = minutes
+            report.update(training_minutes=minutes, limit=args.limit)
             (folder / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
         results.append({"steps": run.step, "minutes": minutes,
                         "metrics": {f"{s}.{m}": v["mean"] for s, ms in report["metrics"].items()
@@ -168,11 +168,6 @@ def finished_report(folder: Path, config: RunConfig) -> dict | None:
     if (folder / "config.toml").read_text() != to_toml(config):
         return None
     return json.loads(path.read_text())
-
-
-def expected_sequences(report: dict, args: argparse.Namespace) -> int:
-    """How many test sequences an evaluation with ``--limit`` covers (all of them without it)."""
-    return report["n_sequences"] if args.limit is None else min(args.limit, report["n_sequences"])
 
 
 def swap_attributes(results: list[dict]) -> list[float]:

@@ -19,9 +19,10 @@ from torch import Tensor
 from .models.base import SITE_F, SITE_Z, Codes, SequenceModel, random_subsets
 
 __all__ = [
-    "Codes", "decode", "dynamics_draws", "encode", "infer_dynamic", "infer_static", "interpolate_dynamic",
-    "interpolate_static", "latent_manifold", "posterior_draws", "principal_directions", "prior_grid", "random_subsets",
-    "reconstruct", "sample_prior", "static_consistency", "subset_static", "swap", "swap_grid",
+    "Codes", "decode", "dynamics_draws", "encode", "figure_directions", "infer_dynamic", "infer_static",
+    "interpolate_dynamic", "interpolate_static", "latent_manifold", "posterior_draws", "principal_directions",
+    "prior_grid", "random_subsets", "reconstruct", "sample_prior", "static_consistency", "subset_static", "swap",
+    "swap_grid",
 ]
 
 
@@ -186,6 +187,14 @@ def principal_directions(z: Tensor, k: int = 2) -> Tensor:
     directions = vh[:k]
     sign = directions.gather(1, directions.abs().argmax(1, keepdim=True)).sign()
     return directions * torch.where(sign == 0, 1.0, sign)
+
+
+def figure_directions(z: Tensor) -> tuple[Tensor | None, tuple[str, ...]]:
+    """Where figures look at codes z (..., z_dim): z's own axes (None) up to two dimensions, beyond
+    that its two leading :func:`principal_directions`; with the names of the axes shown."""
+    if z.shape[-1] > 2:
+        return principal_directions(z), ("PC1 of z", "PC2 of z")
+    return None, tuple(f"z{i + 1}" for i in range(z.shape[-1]))
 
 
 def dynamics_draws(model: SequenceModel, f: Tensor, n_draws: int) -> Tensor:

@@ -538,12 +538,9 @@ class _Trainer:
                     samples, f"prior samples: f ~ p(f) per row, {model.dynamics_label} along the row"),
                     fig_dir / "prior_samples.png")
                 f, z = posterior.encode(model, x[:4], rng)
-                # Beyond two dimensions the grid follows z's main directions of variation (as `inspect`).
-                wide = z.shape[-1] > 2
-                directions = posterior.principal_directions(z) if wide else None
+                directions, names = posterior.figure_directions(z)  # z's axes, or its main directions
                 plotting.save_figure(plotting.manifold_figure(
-                    posterior.latent_manifold(model, f, 7, directions),
-                    axis_names=("PC1 of z", "PC2 of z") if wide else ("z1", "z2")),
+                    posterior.latent_manifold(model, f, 7, directions), axis_names=(names + ("-",))[:2]),
                     fig_dir / "latent_manifold.png")
         plotting.save_figure(plotting.training_curves(read_metrics(self.out / self.metrics_file), self.plan.metric),
                              fig_dir / "training_curves.png")

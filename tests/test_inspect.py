@@ -182,6 +182,15 @@ def test_manifold_for_z_above_two_dims_follows_two_principal_directions():
     assert panels.shape == (2, 5, 5, 3, 16, 16)
 
 
+def test_figures_show_z_on_its_axes_up_to_two_dims_and_on_its_principal_directions_beyond():
+    z = torch.randn(50, 4) * torch.tensor([1.0, 5.0, 0.1, 2.0])
+    directions, names = posterior.figure_directions(z)
+    torch.testing.assert_close(directions, posterior.principal_directions(z))
+    assert names == ("PC1 of z", "PC2 of z") and abs(float(directions[0, 1])) > 0.9  # the widest axis first
+    assert posterior.figure_directions(z[:, :2]) == (None, ("z1", "z2"))
+    assert posterior.figure_directions(z[:, :1]) == (None, ("z1",))
+
+
 def test_two_dim_grid_spans_the_z_axes(run):
     f = posterior.encode(run.model, _sets(run, 0), torch.Generator().manual_seed(0)).f[0]
     grid = posterior.prior_grid(run.model, f, steps=4).reshape(4, 4, 2)

@@ -87,8 +87,8 @@ def _reconstructions(s: _Inspection) -> None:
 def _manifold(s: _Inspection) -> None:
     z_dim = s.codes.z.shape[-1]
     # Beyond two dimensions the grid follows the posterior z's two main directions of variation.
-    directions = posterior.principal_directions(s.codes.z) if z_dim > 2 else None
-    axis_names = ("PC1 of z", "PC2 of z") if z_dim > 2 else ("z1", "z2" if z_dim == 2 else "nothing (z is 1-D)")
+    directions, names = posterior.figure_directions(s.codes.z)
+    axis_names = (names + ("nothing (z is 1-D)",))[:2]
     panels = posterior.latent_manifold(s.model, s.codes.f, MANIFOLD_STEPS, directions)
     grid = f"along the two leading principal directions of the posterior z's (z is {z_dim}-D)" if z_dim > 2 \
         else "along z's axes"
@@ -109,11 +109,9 @@ def _dynamics(s: _Inspection) -> None:
 def _trajectories(s: _Inspection) -> None:
     z_post = s.codes.z[:, :s.shown]
     z_prior = s.model.sample_dynamics(s.codes.f, z_post.shape[1])
-    z_dim = z_post.shape[-1]
     # Beyond two dimensions both are shown along the posterior z's two main directions of variation.
-    directions = posterior.principal_directions(z_post) if z_dim > 2 else None
+    directions, names = posterior.figure_directions(z_post)
     project = (lambda z: z @ directions.T) if directions is not None else (lambda z: z)
-    names = ("PC1 of z", "PC2 of z") if z_dim > 2 else tuple(f"z{i + 1}" for i in range(z_dim))
     s.report.figure("trajectories", plotting.trajectories_figure(
         project(z_post), project(z_prior), names, s.labels(),
         f"dynamic codes over frames: posterior (solid) and {s.model.dynamics_label} (dashed)"),
