@@ -251,7 +251,7 @@ def preset(name: str, source: str = "sprites", family: str = "dvae") -> RunConfi
     fam = get_family(family)
     settings = fam.preset(name, source)
     return RunConfig(fam.config_class(**settings.get("model", {})), TrainConfig(**settings.get("train", {})),
-                     DataConfig(source=source))
+                     DataConfig(source=source, options=dict(settings.get("data", {}))))
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

@@ -112,6 +112,56 @@ class ConditionalGaussianPrior(nn.Module):
         return dist.Normal(loc, scale).to_event(1)
 
 
+@register_z_prior("fitted-aggregate")
+class FittedAggregateZPrior(ConditionalGaussianPrior):
+    """Two-stage p(z | f): the paper's conditional Gaussian while training, then the aggregate posterior.
+
+    Training is the paper's (the same network under the same names, so a run trains bitwise as
+    one with ``conditional-gaussian``). When training ends the trainer calls :meth:`fit` with the
+    dynamic posteriors q(z | f, x_t) of ``exemplars`` training frames, and from then on, outside
+    training mode, p(z | f) is their equally weighted mixture: the aggregate posterior, the prior
+    that maximises the ELBO given the guide (Hoffman & Johnson 2016; a VampPrior whose pseudo-inputs
+    are real frames, Tomczak & Welling 2018). The poses of a data set lie on thin curves in z; one
+    Gaussian per f puts much of its mass between them, where the decoder blends poses and a small
+    region like the skin takes the colour of its neighbours. On Sprites (cpu preset, seed 0, 13
+    minutes) skin with z resampled rose from 88.5% under the trained Gaussian to 98.0%, the 97.9% of
+    reconstructions, and the held-out ELBO by 2 nats per frame (docs/ablation.md). The mixture does
+    not depend on f: poses are shared by identities here, and a mixture density network
+    conditioned on f scored lower (skin 63% against 76%, a 60-minute run on all 178 poses).
+    """
+
+    def __init__(self, cfg: ModelConfig, exemplars: int = 4096):
+        super().__init__(cfg)
+        self.register_buffer("exemplar_loc", torch.zeros(exemplars, cfg.z_dim))
+        self.register_buffer("exemplar_scale", torch.ones(exemplars, cfg.z_dim))
+        self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
+        self.is_fitted = False  # a Python copy of the buffer: reading a GPU buffer would sync
+        self.register_load_state_dict_post_hook(lambda module, _: setattr(module, "is_fitted", bool(module.fitted)))
+
+    @property
+    def exemplars(self) -> int:
+        return len(self.exemplar_loc)
+
+    def forward(self, f: torch.Tensor) -> dist.Distribution:
+        if not self.is_fitted or self.training:
+            return super().forward(f)
+        batch = f.shape[:-1]
+        weights = dist.Categorical(logits=self.exemplar_loc.new_zeros(self.exemplars).expand(*batch, -1))
+        components = dist.Normal(self.exemplar_loc.expand(*batch, -1, -1),
+                                 self.exemplar_scale.expand(*batch, -1, -1)).to_event(1)
+        return dist.MixtureSameFamily(weights, components)
+
+    @torch.no_grad()
+    def fit(self, loc: torch.Tensor, scale: torch.Tensor) -> None:
+        """Keep the posteriors N(loc, scale) of ``exemplars`` frames (rows of (n, z_dim), n >= exemplars)."""
+        if len(loc) < self.exemplars:
+            raise ValueError(f"fit needs {self.exemplars} posteriors, got {len(loc)}")
+        self.exemplar_loc.copy_(loc[: self.exemplars])
+        self.exemplar_scale.copy_(scale[: self.exemplars])
+        self.fitted.fill_(True)
+        self.is_fitted = True
+
+
 @register_z_prior("standard-normal")
 class StandardNormalZPrior(nn.Module):
     """p(z | f) = N(0, I): dynamics independent of identity (an ablation of the paper's prior)."""

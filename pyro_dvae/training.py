@@ -165,6 +165,31 @@ def fit_static_prior(model, data: FrameSets, n_frames: int, seed: int, batch_siz
     return sets, prior.fit(codes(fit_sets, sets), seed, held_out)
 
 
+@torch.no_grad()
+def fit_dynamics_prior(model, data: FrameSets, n_frames: int, seed: int, batch_size: int) -> int | None:
+    """Fit the model's p(z | f) to the dynamic posteriors q(z | f, x_t) of training frames, where the
+    prior is one fitted after training (it has ``fit`` and ``exemplars``); returns the number of
+    frames or None. Each drawn set gives ``n_frames`` frames (as the model trains on them), f drawn
+    from q(f | x_S) of those frames; like :func:`fit_static_prior` it has a generator of its own."""
+    prior = getattr(model, "z_prior", None)
+    if not hasattr(prior, "fit") or not hasattr(prior, "exemplars"):
+        return None
+    rng = torch.Generator(model.device).manual_seed(seed)
+    locs, scales = [], []
+    wanted = -(-prior.exemplars // n_frames)  # sets, rounded up
+    for start in range(0, wanted, batch_size):
+        chosen = torch.randint(len(data), (min(batch_size, wanted - start),), generator=rng, device=data.device)
+        pick = data.window_frame_indices if model.ordered else data.sample_frame_indices
+        x = data.frames(chosen[:, None], pick(chosen, n_frames, rng))
+        loc, scale = model.encode_static(x, rng)
+        f = loc + scale * torch.randn(loc.shape, generator=rng, device=loc.device)
+        z_loc, z_scale = model.encode_dynamic(x, f)
+        locs.append(z_loc.flatten(0, 1))
+        scales.append(z_scale.flatten(0, 1))
+    prior.fit(torch.cat(locs), torch.cat(scales))
+    return prior.exemplars
+
+
 class DeferredInterrupt:
     """Ctrl-C while training steps run is recorded here and acted on between two steps.
 
@@ -439,7 +464,7 @@ class _Trainer:
             tqdm.write(f"the wall-clock budget of {self.cfg.max_minutes:g} min was spent at step {step} of "
                        f"{total}; checkpoint saved (continue with `{self._resume_hint} {self.out} --steps N`)")
         self.model.eval()
-        if self._fit_static_prior():
+        if self._fit_priors():
             self.save(step, collective=False)
         try:
             self.figures()
@@ -448,14 +473,19 @@ class _Trainer:
                                       f"and its checkpoint saved in {self.out}") from None
         return self._result(step)
 
-    def _fit_static_prior(self) -> bool:
-        """Fit a p(f) that is fitted after training (the ``fitted-flow`` prior); False if there is none."""
+    def _fit_priors(self) -> bool:
+        """Fit the priors that are fitted after training (``fitted-flow`` p(f), ``fitted-aggregate``
+        p(z | f)); False if there are none."""
         fitted = fit_static_prior(self.model, self.train_data, self.window(self.config), self.cfg.seed + 4,
                                   self.cfg.batch_size)
         if fitted is not None:
             tqdm.write(f"fitted p(f) to the posterior codes of {fitted[0]} training examples "
                        f"(mean log-density of held-out codes {fitted[1]:.1f})")
-        return fitted is not None
+        frames = fit_dynamics_prior(self.model, self.train_data, self.window(self.config), self.cfg.seed + 5,
+                                    self.cfg.batch_size)
+        if frames is not None:
+            tqdm.write(f"p(z | f) is now the aggregate posterior of {frames} training frames")
+        return fitted is not None or frames is not None
 
     def _result(self, step: int):
         return Run(self.out, self.config, self.model, step)

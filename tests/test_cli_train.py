@@ -134,6 +134,8 @@ def test_no_flags_means_cpu_preset_on_a_machine_without_cuda(tmp_path, monkeypat
     assert (config.train.max_minutes, config.train.steps) == (13, 100_000)  # the budget ends the run
     assert config.train.channels_last and config.train.precision == "fp32"  # the CPU fast path, by measurement
     assert (config.model.z_dim, config.train.f_kl_weight) == (4, 0.1)  # by measurement: docs/ablation.md
+    assert config.model.z_prior == "fitted-aggregate" and config.data.options == {"poses": "protocol"}
+    assert config.train.elbo == "meanfield"  # analytic KLs
 
 
 def test_the_default_run_trains_for_a_few_steps_through_the_cli(tmp_path, monkeypatch):
@@ -146,6 +148,8 @@ def test_the_default_run_trains_for_a_few_steps_through_the_cli(tmp_path, monkey
     run = load_run(out)
     assert run.step == 3 and run.config.train.max_minutes == 13 and run.config.model.image_size == 32
     assert run.model.f_prior.is_fitted  # the two-stage p(f) was fitted when training ended
+    assert run.model.z_prior.is_fitted  # and p(z | f) became the aggregate posterior
+    assert run.data("train").set_sizes[0] == 63  # the protocol's poses
     assert run.config.model.z_dim == 4  # the manifold figure spans z's two principal directions
     assert {p.name for p in (out / "figures").iterdir()} >= {"latent_manifold.png", "reconstructions.png"}
 
@@ -155,4 +159,21 @@ def test_the_cpu_preset_gives_z_the_dimensions_of_the_data_set_dynamics():
 
     assert preset("cpu", "sprites").model.z_dim == 4  # about 178 poses per identity
     assert preset("cpu", "moving-mnist-1").model.z_dim == 2  # a 2-D position
+    mnist = preset("cpu", "moving-mnist")  # the settings its numbers were measured with
+    assert (mnist.model.z_prior, mnist.train.elbo) == ("conditional-gaussian", "trace")
+    assert preset("cpu", "moving-mnist-1").model.z_prior == "conditional-gaussian"
     assert preset("paper", "sprites").model.z_dim == 2  # the paper's appendix C, unchanged
+
+
+def test_the_cpu_preset_trains_on_the_protocols_poses_and_a_flag_gives_the_sheet(tmp_path, monkeypatch):
+    from pyro_dvae.cli.train import build_config
+    from pyro_dvae.config import preset
+
+    assert preset("cpu", "sprites").data.options == {"poses": "protocol"}
+    assert preset("paper", "sprites").data.options == {}  # the paper's whole sheet
+    assert preset("cpu", "moving-mnist").data.options == {}
+    config = build_config("cpu", "sprites", None, "cpu", {}, {"poses": "sheet", "limit_identities": 3})
+    assert config.data.options == {"poses": "sheet", "limit_identities": 3}
+    result = invoke("train", "--data-option", "poses=front", "--steps", "1", "--out", str(tmp_path / "bad"))
+    assert result.exit_code != 0 and "unknown poses 'front'; use sheet" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "bad" / "checkpoint.pt").exists()

@@ -357,3 +357,75 @@ def test_the_fitted_flow_learns_a_density_far_from_the_standard_normal():
     prior.fit(f[:100] * 2, seed=1)
     assert prior.fit(f, seed=7) == first
     assert all(torch.equal(v, prior.state_dict()[k]) for k, v in state.items())
+
+
+# -- the two-stage p(z | f): the paper's Gaussian while training, the aggregate posterior after ------
+
+
+def test_the_aggregate_prior_is_the_equally_weighted_mixture_of_its_exemplars():
+    import math
+
+    from pyro_dvae.priors import FittedAggregateZPrior
+
+    cfg = preset("tiny").model
+    prior = FittedAggregateZPrior(cfg, exemplars=5).eval()
+    f = torch.randn(3, 1, cfg.f_dim)
+    assert isinstance(prior(f), dist.Independent)  # unfitted: the paper's conditional Gaussian
+    g = torch.Generator().manual_seed(0)
+    loc = 10 * torch.randn(7, cfg.z_dim, generator=g)
+    scale = 0.1 + torch.rand(7, cfg.z_dim, generator=g)
+    with pytest.raises(ValueError, match="needs 5"):
+        prior.fit(loc[:4], scale[:4])
+    prior.fit(loc, scale)
+    d = prior(f)
+    assert d.batch_shape == (3, 1) and d.event_shape == (cfg.z_dim,)
+    z = 10 * torch.randn(3, 4, cfg.z_dim, generator=g)
+    by_hand = torch.logsumexp(dist.Normal(loc[:5], scale[:5]).log_prob(z[..., None, :]).sum(-1), -1) - math.log(5)
+    assert torch.allclose(d.expand((3, 4)).log_prob(z), by_hand, atol=1e-4)
+    # Every draw comes from one of the exemplars (within 6 of its scales), and all of them are used.
+    draws = d.sample((400,)).reshape(-1, cfg.z_dim)
+    distance = ((draws[:, None] - loc[:5]) / scale[:5]).abs().amax(-1)
+    assert (distance.amin(-1) < 6).all() and set(distance.argmin(-1).tolist()) == set(range(5))
+    prior.train()
+    assert isinstance(prior(f), dist.Independent)  # training mode: the Gaussian the ELBO trains
+    again = FittedAggregateZPrior(cfg, exemplars=5)
+    again.load_state_dict(prior.state_dict())
+    assert again.is_fitted and torch.equal(again.exemplar_loc, loc[:5])
+
+
+def test_a_fitted_aggregate_run_trains_like_the_papers_prior_then_fits_the_dynamics(tiny_config, tmp_path):
+    from pyro_dvae import load_run, resume, train
+
+    config = tiny_config.override("train", steps=12, log_every=4, eval_every=6, checkpoint_every=6)
+    paper = train(config, tmp_path / "paper", progress=False)
+    fitted_config = config.override("model", z_prior="fitted-aggregate")
+    fitted = train(fitted_config, tmp_path / "fitted", progress=False)
+    fitted_state = fitted.model.state_dict()
+    for name, value in paper.model.state_dict().items():
+        assert torch.equal(value, fitted_state[name]), name
+    model = load_run(tmp_path / "fitted").model
+    prior = model.z_prior
+    assert prior.is_fitted and not prior.training
+    # The aggregate posterior scores fresh posterior draws of training frames above the Gaussian.
+    x = fitted.data("train").sample(64, 3, torch.Generator().manual_seed(9))
+    with torch.no_grad():
+        f, _ = model.encode_static(x)
+        z_loc, z_scale = model.encode_dynamic(x, f)
+        z = z_loc + z_scale * torch.randn_like(z_loc)
+        gaussian = super(type(prior), prior).forward(f.unsqueeze(-2))
+        assert prior(f.unsqueeze(-2)).log_prob(z).mean() > gaussian.log_prob(z).mean()
+        assert model.sample_dynamics(f[:5], 7).shape == (5, 7, 2)
+    # The held-out ELBO with the fitted prior is still Pyro's estimator (Monte Carlo KL for z).
+    torch.manual_seed(3)
+    ours = elbo_loss(model.model, model.guide, x)
+    torch.manual_seed(3)
+    assert torch.allclose(ours, Trace_ELBO().differentiable_loss(model.model, model.guide, x), rtol=1e-5)
+    torch.manual_seed(3)
+    analytic = elbo_loss(model.model, model.guide, x, analytic_kl=True)  # no closed form: falls back
+    torch.manual_seed(3)
+    assert torch.allclose(analytic, TraceMeanField_ELBO().differentiable_loss(model.model, model.guide, x), rtol=1e-5)
+    # A resumed run fits exactly as an uninterrupted one.
+    train(fitted_config.override("train", steps=6), tmp_path / "half", progress=False)
+    resumed = resume(tmp_path / "half", steps=12, progress=False)
+    for name, value in fitted.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[name]), name

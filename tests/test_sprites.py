@@ -17,6 +17,7 @@ from pyro_dvae.data.sprites import (
     EVAL_CLASSES,
     EVAL_COLUMNS,
     N_CELLS,
+    PROTOCOL_CELLS,
     SPRITE_CELLS,
     SpriteCompositor,
     Sprites,
@@ -179,6 +180,21 @@ def test_sprites_frame_sets():
     assert len(Sprites("train")) == 1000 and len(Sprites("test")) == 296
     with pytest.raises(UserInputError):
         Sprites("train", limit_identities=1001)
+
+
+def test_protocol_poses_are_exactly_the_frames_of_the_evaluation_sequences():
+    """poses="protocol": every set holds each pose of the 9 evaluation classes once, nothing else."""
+    assert len(PROTOCOL_CELLS) == 63 == len({c for cells in EVAL_CELLS for c in cells})
+    assert all(SPRITE_CELLS[c].direction != "back" for c in PROTOCOL_CELLS)
+    ds = Sprites("test", limit_identities=2, poses="protocol")
+    assert torch.equal(ds.set_sizes, torch.full((2,), 63))
+    x = ds.frames(torch.tensor([1])[:, None], torch.arange(63)[None])[0]
+    seqs = sprites_eval_sequences("test", limit_identities=2)
+    shown = {tuple(frame.flatten().tolist()[::97]) for frame in seqs.frames()[9:].flatten(0, 1)}  # identity 1
+    assert {tuple(frame.flatten().tolist()[::97]) for frame in x} == shown
+    assert torch.equal(Sprites("test", limit_identities=2, poses="sheet").set_sizes, torch.full((2,), N_CELLS))
+    with pytest.raises(UserInputError, match="unknown poses 'back'"):
+        Sprites("test", poses="back")
 
 
 def test_sampler_draws_distinct_frames_of_one_identity():

@@ -8,7 +8,8 @@ ops, so no frame is ever stored and no image is decoded after the layers are loa
 Three views are offered:
 
 * :class:`Sprites` (training, the setting of Helminger et al. 2018): one unordered set per
-  identity holding all 178 poses; :meth:`FrameSets.sample` draws N distinct poses per set.
+  identity holding all 178 poses (or, with ``poses="protocol"``, the 63 poses of the evaluation
+  classes); :meth:`FrameSets.sample` draws N distinct poses per set.
 * :func:`sprites_eval_sequences` (evaluation, the protocol of Li & Mandt 2018): per identity the 9
   sequences of 8 frames (walk, spellcast, slash x front, left, right) with their labels.
 * :class:`SpritesActions` (training of sequential families such as DSA): those sequences as frame
@@ -41,6 +42,8 @@ from .catalogue import (
     EVAL_DIRECTIONS,
     N_CELLS,
     N_IDENTITIES,
+    POSE_SETS,
+    PROTOCOL_CELLS,
     SPRITE_CELLS,
     SpriteCell,
     cell_index,
@@ -69,6 +72,8 @@ __all__ = [
     "EVAL_COLUMNS",
     "EVAL_DIRECTIONS",
     "N_CELLS",
+    "POSE_SETS",
+    "PROTOCOL_CELLS",
     "N_IDENTITIES",
     "SPRITE_CELLS",
     "SpriteCell",

@@ -128,6 +128,12 @@ EVAL_CELLS: tuple[tuple[int, ...], ...] = tuple(
     tuple(cell_index(a, d, col) for col in EVAL_COLUMNS[a]) for a in EVAL_ACTIONS for d in EVAL_DIRECTIONS
 )
 
+#: The distinct poses of the evaluation classes (63 of the 178), in sheet order: what the standard
+#: protocol's training sequences show, and all that its judge was trained to read.
+PROTOCOL_CELLS: tuple[int, ...] = tuple(sorted({cell for cells in EVAL_CELLS for cell in cells}))
+#: The pose sets of the unordered view (:class:`Sprites`, option ``poses``).
+POSE_SETS: tuple[str, ...] = ("sheet", "protocol")
+
 SPLIT_SEED = 423
 N_TRAIN_IDENTITIES = 1000
 

@@ -47,7 +47,14 @@ class DVAEConfig(ModelConfig):
 # an identity had to share a plane. Over three seeds, 13 minutes: action with f resampled 89 ->
 # 100%, IS 8.22 -> 9.00, swaps keep B's action 89 -> 100%, held-out ELBO -415.5 -> -407.4
 # nats/frame; skin 64 -> 71%, pants 74 -> 63% (49-77% over seeds), top 95 -> 93%. docs/ablation.md
-# has the tables.
+# has the tables. On Sprites it trains on the protocol's 63 poses (data option poses=protocol, what
+# the published systems train on; the judge cannot read skin from a character's back, so z drawn
+# over all 178 poses was marked down for poses the protocol never shows), with analytic KLs
+# (elbo="meanfield": lower-variance gradients, sharper skin and pants in the same minutes), and
+# p(z | f) is the two-stage `fitted-aggregate`: the paper's Gaussian while training, then the
+# aggregate posterior of 4096 training frames (draws stay on the poses the decoder knows). Seed 0,
+# 13 minutes: skin 88.7 -> 98.0%, pants 52.8 -> 96.6% with z resampled (trace ELBO -> meanfield, both
+# on the protocol's poses); the Gaussian p(z | f) on the same run gives skin 88.5%.
 # `tiny` is for tests and smoke runs.
 _PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "paper": {
@@ -58,10 +65,10 @@ _PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     },
     "cpu": {
         "model": dict(image_size=32, f_dim=64, z_dim=4, frames=3, conv_width=64,
-                      pair_width=64, hidden=256, f_prior="fitted-flow"),
+                      pair_width=64, hidden=256, f_prior="fitted-flow", z_prior="fitted-aggregate"),
         "train": dict(steps=100_000, batch_size=32, lr=1e-3, kl_warmup=500, log_every=50,
                       eval_every=1000, checkpoint_every=500, max_minutes=13, channels_last=True,
-                      f_kl_weight=0.1),
+                      f_kl_weight=0.1, elbo="meanfield"),
     },
     "tiny": {
         "model": dict(image_size=16, f_dim=8, z_dim=2, frames=3, conv_width=8, pair_width=8,
@@ -74,9 +81,14 @@ _PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 # Paper settings that depend on the data set (appendix A): f is 64-dimensional for Moving MNIST.
 _PAPER_F_DIM = {"sprites": 256, "moving-mnist": 64, "moving-mnist-1": 64}
 _PAPER_STEPS = {"sprites": 43_000, "moving-mnist": 60_000, "moving-mnist-1": 60_000}
-# The cpu preset's z for Moving MNIST stays 2-dimensional: its dynamics are a 2-D position, and its
-# measured numbers (README) are with 2.
-_CPU_Z_DIM = {"moving-mnist": 2, "moving-mnist-1": 2}
+# The cpu preset for Moving MNIST keeps the settings its README numbers were measured with: z stays
+# 2-dimensional (its dynamics are a 2-D position), Monte Carlo KLs and the paper's Gaussian p(z | f)
+# (analytic KLs and the aggregate p(z | f) were measured on Sprites only).
+_MNIST = {"model": {"z_dim": 2, "z_prior": "conditional-gaussian"}, "train": {"elbo": "trace"}}
+_CPU_BY_SOURCE = {"moving-mnist": _MNIST, "moving-mnist-1": _MNIST}
+# The cpu preset trains on the poses of the standard protocol's sequences (the frames every system in
+# the published Sprites table trains on); the paper preset on the whole sheet, as the paper did.
+_CPU_DATA_OPTIONS = {"sprites": {"poses": "protocol"}}
 
 
 def dvae_presets(name: str, source: str) -> dict[str, dict[str, Any]]:
@@ -85,5 +97,7 @@ def dvae_presets(name: str, source: str) -> dict[str, dict[str, Any]]:
         settings["model"]["f_dim"] = _PAPER_F_DIM.get(source, settings["model"]["f_dim"])
         settings["train"]["steps"] = _PAPER_STEPS.get(source, settings["train"]["steps"])
     if name == "cpu":
-        settings["model"]["z_dim"] = _CPU_Z_DIM.get(source, settings["model"]["z_dim"])
+        for section, values in _CPU_BY_SOURCE.get(source, {}).items():
+            settings[section].update(values)
+        settings["data"] = dict(_CPU_DATA_OPTIONS.get(source, {}))
     return settings
