@@ -310,16 +310,34 @@ def test_fixed_pixel_scale_has_no_learned_scale():
 # -- the two-stage p(f): N(0, I) while training, a flow fitted to the posterior codes after -------
 
 
-def test_a_fitted_flow_run_trains_like_the_papers_prior_then_fits_the_codes(tiny_config, tmp_path):
-    from pyro_dvae import load_run, resume, train
+def _trains_like_the_papers_prior(config, tmp_path, **model_options):
+    """Train ``config`` and ``config`` with ``model_options``; the second, a two-stage prior, must
+    train bit for bit as the first (every shared parameter ends equal). Returns the second run."""
+    from pyro_dvae import train
 
-    config = tiny_config.override("train", steps=12, log_every=4, eval_every=6, checkpoint_every=6)
     paper = train(config, tmp_path / "paper", progress=False)
-    fitted = train(config.override("model", f_prior="fitted-flow"), tmp_path / "fitted", progress=False)
-    # Training is the paper's, bit for bit: every shared parameter ends equal.
+    fitted = train(config.override("model", **model_options), tmp_path / "fitted", progress=False)
     fitted_state = fitted.model.state_dict()
     for name, value in paper.model.state_dict().items():
         assert torch.equal(value, fitted_state[name]), name
+    return fitted
+
+
+def _resumes_like(run, config, tmp_path):
+    """A run of ``config`` stopped half way and resumed ends (fit included) exactly as ``run``."""
+    from pyro_dvae import resume, train
+
+    train(config.override("train", steps=config.train.steps // 2), tmp_path / "half", progress=False)
+    resumed = resume(tmp_path / "half", steps=config.train.steps, progress=False)
+    for name, value in run.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[name]), name
+
+
+def test_a_fitted_flow_run_trains_like_the_papers_prior_then_fits_the_codes(tiny_config, tmp_path):
+    from pyro_dvae import load_run
+
+    config = tiny_config.override("train", steps=12, log_every=4, eval_every=6, checkpoint_every=6)
+    fitted = _trains_like_the_papers_prior(config, tmp_path, f_prior="fitted-flow")
     # After training, p(f) outside training mode is the flow, and it fits the posterior codes
     # better than N(0, I) does (mean log-density of fresh posterior draws).
     model = load_run(tmp_path / "fitted").model
@@ -334,11 +352,7 @@ def test_a_fitted_flow_run_trains_like_the_papers_prior_then_fits_the_codes(tiny
     prior.train()
     assert isinstance(prior((2,)), torch.distributions.Independent)  # N(0, I) while training
     # A resumed run fits exactly as an uninterrupted one: the fit depends on the final model only.
-    train(config.override("model", f_prior="fitted-flow").override("train", steps=6), tmp_path / "half",
-          progress=False)
-    resumed = resume(tmp_path / "half", steps=12, progress=False)
-    for name, value in fitted.model.state_dict().items():
-        assert torch.equal(value, resumed.model.state_dict()[name]), name
+    _resumes_like(fitted, config.override("model", f_prior="fitted-flow"), tmp_path)
 
 
 def test_the_fitted_flow_learns_a_density_far_from_the_standard_normal():
@@ -394,15 +408,10 @@ def test_the_aggregate_prior_is_the_equally_weighted_mixture_of_its_exemplars():
 
 
 def test_a_fitted_aggregate_run_trains_like_the_papers_prior_then_fits_the_dynamics(tiny_config, tmp_path):
-    from pyro_dvae import load_run, resume, train
+    from pyro_dvae import load_run
 
     config = tiny_config.override("train", steps=12, log_every=4, eval_every=6, checkpoint_every=6)
-    paper = train(config, tmp_path / "paper", progress=False)
-    fitted_config = config.override("model", z_prior="fitted-aggregate")
-    fitted = train(fitted_config, tmp_path / "fitted", progress=False)
-    fitted_state = fitted.model.state_dict()
-    for name, value in paper.model.state_dict().items():
-        assert torch.equal(value, fitted_state[name]), name
+    fitted = _trains_like_the_papers_prior(config, tmp_path, z_prior="fitted-aggregate")
     model = load_run(tmp_path / "fitted").model
     prior = model.z_prior
     assert prior.is_fitted and not prior.training
@@ -425,7 +434,4 @@ def test_a_fitted_aggregate_run_trains_like_the_papers_prior_then_fits_the_dynam
     torch.manual_seed(3)
     assert torch.allclose(analytic, TraceMeanField_ELBO().differentiable_loss(model.model, model.guide, x), rtol=1e-5)
     # A resumed run fits exactly as an uninterrupted one.
-    train(fitted_config.override("train", steps=6), tmp_path / "half", progress=False)
-    resumed = resume(tmp_path / "half", steps=12, progress=False)
-    for name, value in fitted.model.state_dict().items():
-        assert torch.equal(value, resumed.model.state_dict()[name]), name
+    _resumes_like(fitted, config.override("model", z_prior="fitted-aggregate"), tmp_path)
