@@ -333,17 +333,24 @@ def _resumes_like(run, config, tmp_path):
         assert torch.equal(value, resumed.model.state_dict()[name]), name
 
 
-def test_a_fitted_flow_run_trains_like_the_papers_prior_then_fits_the_codes(tiny_config, tmp_path):
+def _fitted_after_training(config, tmp_path, **prior):
+    """A tiny run with a two-stage prior, checked to train like the paper's prior, reloaded from disk:
+    (the run, its reloaded model, 64 training sets); the named prior must be fitted, in eval mode."""
     from pyro_dvae import load_run
 
+    fitted = _trains_like_the_papers_prior(config, tmp_path, **prior)
+    model = load_run(tmp_path / "fitted").model
+    site = getattr(model, next(iter(prior)))
+    assert site.is_fitted and not site.training
+    return fitted, model, fitted.data("train").sample(64, 3, torch.Generator().manual_seed(9))
+
+
+def test_a_fitted_flow_run_trains_like_the_papers_prior_then_fits_the_codes(tiny_config, tmp_path):
     config = tiny_config.override("train", steps=12, log_every=4, eval_every=6, checkpoint_every=6)
-    fitted = _trains_like_the_papers_prior(config, tmp_path, f_prior="fitted-flow")
+    fitted, model, x = _fitted_after_training(config, tmp_path, f_prior="fitted-flow")
     # After training, p(f) outside training mode is the flow, and it fits the posterior codes
     # better than N(0, I) does (mean log-density of fresh posterior draws).
-    model = load_run(tmp_path / "fitted").model
     prior = model.f_prior
-    assert prior.is_fitted and not prior.training
-    x = fitted.data("train").sample(64, 3, torch.Generator().manual_seed(9))
     with torch.no_grad():
         loc, scale = model.encode_static(x)
         f = loc + scale * torch.randn_like(loc)
@@ -408,15 +415,10 @@ def test_the_aggregate_prior_is_the_equally_weighted_mixture_of_its_exemplars():
 
 
 def test_a_fitted_aggregate_run_trains_like_the_papers_prior_then_fits_the_dynamics(tiny_config, tmp_path):
-    from pyro_dvae import load_run
-
     config = tiny_config.override("train", steps=12, log_every=4, eval_every=6, checkpoint_every=6)
-    fitted = _trains_like_the_papers_prior(config, tmp_path, z_prior="fitted-aggregate")
-    model = load_run(tmp_path / "fitted").model
-    prior = model.z_prior
-    assert prior.is_fitted and not prior.training
+    fitted, model, x = _fitted_after_training(config, tmp_path, z_prior="fitted-aggregate")
     # The aggregate posterior scores fresh posterior draws of training frames above the Gaussian.
-    x = fitted.data("train").sample(64, 3, torch.Generator().manual_seed(9))
+    prior = model.z_prior
     with torch.no_grad():
         f, _ = model.encode_static(x)
         z_loc, z_scale = model.encode_dynamic(x, f)
