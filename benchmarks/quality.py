@@ -11,6 +11,7 @@ cached first if missing:
     python benchmarks/quality.py --model dsa --max-minutes 15       # DSA at the same budget
     python benchmarks/quality.py --steps 5 --limit 18 --train-seeds 1 --seeds 1   # a smoke check
     python benchmarks/quality.py --curve 5 15 30 60 --train-seeds 1   # quality after 5, 15, 30, 60 min
+    python benchmarks/quality.py --plot-curve runs/curve-dvae-...      # redraw its curve.png
     python benchmarks/quality.py --set train.f_kl_weight=1              # one preset setting changed
 
 Runs are kept in ``--out``: called again with the same ``--out`` and settings, the script trains
@@ -33,6 +34,7 @@ import platform
 import statistics
 import time
 import tomllib
+from collections import defaultdict
 from pathlib import Path
 
 import pyro
@@ -40,6 +42,7 @@ import torch
 
 from pyro_dvae import load_run, resume, train
 from pyro_dvae.config import RunConfig, preset, to_toml
+from pyro_dvae.data.sprites import ATTRIBUTES
 from pyro_dvae.evaluation import evaluate_run, load_judge
 
 HEADS = [("dynamics_kept", "action_accuracy", "action (f resampled)"),
@@ -95,9 +98,13 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--curve", type=float, nargs="+", metavar="MINUTES",
                         help="evaluate after each of these cumulative training minutes")
+    parser.add_argument("--plot-curve", type=Path, metavar="DIR",
+                        help="only draw DIR/curve.png from a finished --curve folder's evaluations")
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="change one setting of the preset, e.g. train.f_kl_weight=1 (TOML value; repeatable)")
     args = parser.parse_args()
+    if args.plot_curve:
+        return print(f"wrote {plot_curve(args.plot_curve)}")
     if args.curve:
         return curve(args)
 
@@ -216,6 +223,42 @@ def curve(args: argparse.Namespace) -> None:
               + f" | {spread(metric('dynamics_kept.is'), 1, 2)} | {spread(metric('dynamics_kept.h_y_given_x'))}"
               + f" | {spread(swap_attributes(results), 100, 1)}% | {spread(metric('swap.action'), 100, 1)}%"
               + f" | {spread(metric('reconstruction.psnr'), 1, 1)} |")
+    print(f"\nfigure: {plot_curve(root)}")
+
+
+def plot_curve(root: Path) -> Path:
+    """ROOT/curve.png: every head against training minutes, one line per head (mean over the
+    training seeds), from the evaluation-<minutes>min.json files that --curve wrote."""
+    import matplotlib.pyplot as plt
+
+    from pyro_dvae.plotting import save_figure
+
+    reports = defaultdict(list)  # minutes -> one report per training seed
+    for path in sorted(root.glob("seed*/evaluation-*min.json")):
+        reports[float(path.stem.removeprefix("evaluation-").removesuffix("min"))].append(json.loads(path.read_text()))
+    if not reports:
+        raise SystemExit(f"{root}: no seed*/evaluation-<minutes>min.json files; run --curve first")
+    minutes = sorted(reports)
+
+    def mean(key: str) -> list[float]:
+        section, name = key.split(".")
+        return [100 * statistics.fmean(r["metrics"][section][name]["mean"] for r in reports[m]) for m in minutes]
+
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    for section, name, label in HEADS:
+        ax.plot(minutes, mean(f"{section}.{name}"), marker="o", label=label)
+    swaps = [statistics.fmean(values) for values in zip(*(mean(f"swap.{a}") for a in ATTRIBUTES), strict=True)]
+    ax.plot(minutes, swaps, marker="s", linestyle="--", label="swap: A's attributes")
+    ax.plot(minutes, mean("swap.action"), marker="s", linestyle="--", label="swap: B's action")
+    steps = [statistics.fmean(r["step"] for r in reports[m]) for m in minutes]
+    first = reports[minutes[0]][0]
+    ax.set_xticks(minutes, [f"{m:g}" for m in minutes])
+    ax.set(xlabel="training minutes (steps: " + " / ".join(f"{s:,.0f}" for s in steps) + ")",
+           ylabel="judge accuracy (%)", ylim=(0, 101),
+           title=f"{first['model']} on {first['data']}: {len(reports[minutes[0]])} training seed(s)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    return save_figure(fig, root / "curve.png")
 
 
 if __name__ == "__main__":
