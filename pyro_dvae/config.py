@@ -26,7 +26,7 @@ MAX_SEED = 2**63 - 1
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian", "gaussian-linear")
-DECODERS = ("concat", "film")
+DECODERS = ("concat", "film", "mlp")
 ELBOS = ("trace", "meanfield", "jit")
 PRECISIONS = ("fp32", "bf16")
 
@@ -50,7 +50,9 @@ class ModelConfig:
     hidden: int = 512  # width of the dense layers
     likelihood: str = "bernoulli"
     pixel_scale: float = 0.0  # gaussian likelihoods: fixed pixel noise scale, or 0 to learn one
-    decoder: str = "concat"  # concat: the paper's [f, z] projection; film: f also modulates every deconv
+    # concat: the paper's linear [f, z] projection; film: f also modulates every deconv;
+    # mlp: a hidden dense layer (width `hidden`) before the projection
+    decoder: str = "concat"
     f_prior: str = "standard-normal"  # p(f), a name registered in pyro_dvae.priors
 
     def validate(self) -> None:

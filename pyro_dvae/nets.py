@@ -64,14 +64,21 @@ class Emitter(nn.Module):
     ``decoder = "concat"`` (the paper's): [f, z] is projected to a 4x4 map and upsampled by
     deconvolutions. ``"film"``: in addition, f sets a per-channel scale and shift of every hidden
     deconvolution's output (FiLM), so identity reaches every resolution of the image directly.
+    ``"mlp"``: [f, z] passes a hidden dense layer (width ``hidden``) before the projection, so the
+    4x4 map can depend on f and z jointly (a digit's shape drawn where z puts it), not only on a
+    sum of the two.
     """
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.width = cfg.conv_width
-        self.project = nn.Sequential(
-            nn.Linear(cfg.f_dim + cfg.z_dim, cfg.conv_width * FEATURE_SIDE**2), nn.LeakyReLU(0.2)
-        )
+        decoder = getattr(cfg, "decoder", "concat")
+        widths = [cfg.f_dim + cfg.z_dim, *([cfg.hidden] if decoder == "mlp" else []),
+                  cfg.conv_width * FEATURE_SIDE**2]
+        layers: list[nn.Module] = []
+        for a, b in itertools.pairwise(widths):
+            layers += [nn.Linear(a, b), nn.LeakyReLU(0.2)]
+        self.project = nn.Sequential(*layers)
         layers: list[nn.Module] = []
         n = _n_halvings(cfg.image_size)
         for i in range(n):
@@ -82,7 +89,7 @@ class Emitter(nn.Module):
                 layers.append(nn.LeakyReLU(0.2))
         self.deconv = nn.Sequential(*layers)
         self.n_modulated = n - 1  # every deconvolution but the one that outputs pixels
-        if getattr(cfg, "decoder", "concat") == "film" and self.n_modulated:
+        if decoder == "film" and self.n_modulated:
             self.film = nn.Linear(cfg.f_dim, 2 * self.n_modulated * cfg.conv_width)
             nn.init.zeros_(self.film.weight)  # starts as the concat decoder: scale 1, shift 0
             nn.init.zeros_(self.film.bias)

@@ -246,9 +246,9 @@ def test_standard_normal_prior_ignores_f():
     assert torch.equal(d1.mean, d2.mean) and torch.equal(d1.stddev, torch.ones_like(d1.stddev))
 
 
-# -- options of the quality study: FiLM decoder, flow p(f), fixed Gaussian pixel scale ----------------
+# -- options of the quality study: FiLM and MLP decoders, flow p(f), fixed Gaussian pixel scale -------
 
-OPTIONS = [dict(decoder="film"), dict(f_prior="flow"), dict(likelihood="gaussian", pixel_scale=0.1),
+OPTIONS = [dict(decoder="film"), dict(decoder="mlp"), dict(f_prior="flow"), dict(likelihood="gaussian", pixel_scale=0.1),
            dict(likelihood="gaussian-linear", pixel_scale=0.1), dict(likelihood="gaussian-linear")]
 
 
@@ -282,6 +282,30 @@ def test_film_decoder_starts_as_concat_and_lets_f_reach_every_layer():
         "emitter.film.weight", "emitter.film.bias"}
 
 
+def test_mlp_decoder_mixes_f_and_z_before_the_deconvolutions_where_concat_adds_them():
+    """Concat's 4x4 map is leaky_relu(A f + B z + c): its pre-activation is additive in f and z,
+    so a(f1, z1) + a(f2, z2) = a(f1, z2) + a(f2, z1). The MLP decoder's hidden layer breaks that."""
+
+    def pre_activation(emitter, f, z):  # undo the last LeakyReLU(0.2), which is invertible
+        h = emitter.project(torch.cat([f, z], dim=-1))
+        return torch.where(h >= 0, h, h / 0.2)
+
+    torch.manual_seed(0)
+    f1, f2, z1, z2 = torch.randn(4, 8), torch.randn(4, 8), torch.randn(4, 2), torch.randn(4, 2)
+    for decoder, additive in (("concat", True), ("mlp", False)):
+        emitter = tiny_model(decoder=decoder).emitter
+        with torch.no_grad():
+            a = lambda f, z: pre_activation(emitter, f, z)  # noqa: E731
+            interaction = a(f1, z1) + a(f2, z2) - a(f1, z2) - a(f2, z1)
+        assert torch.allclose(interaction, torch.zeros_like(interaction), atol=1e-5) == additive
+    concat, mlp = tiny_model(), tiny_model(decoder="mlp")
+    assert mlp.emitter.project[0].out_features == preset("tiny").model.hidden
+    assert mlp.emitter(torch.randn(2, 1, 8), torch.randn(2, 3, 2)).shape == (2, 3, 3, 16, 16)
+    # The paper's decoder keeps its parameter names, so checkpoints written before the option load.
+    assert "emitter.project.0.weight" in dict(concat.named_parameters())
+    assert "emitter.project.2.weight" not in dict(concat.named_parameters())
+
+
 def test_flow_prior_is_a_normalised_density_that_samples_and_scores():
     cfg = preset("tiny").model
     cfg.f_dim, cfg.f_prior = 2, "flow"
@@ -304,7 +328,7 @@ def test_fixed_pixel_scale_has_no_learned_scale():
     with pytest.raises(UserInputError, match="pixel_scale"):
         DVAE(DVAEConfig(likelihood="gaussian", pixel_scale=-1.0))
     with pytest.raises(UserInputError, match="decoder"):
-        DVAE(DVAEConfig(decoder="mlp"))
+        DVAE(DVAEConfig(decoder="attention"))
 
 
 # -- the two-stage p(f): N(0, I) while training, a flow fitted to the posterior codes after -------

@@ -173,6 +173,15 @@ def test_every_elbo_option_trains(tiny_config, tmp_path, elbo):
     assert heldout[-1] > heldout[0] + 50
 
 
+@pytest.mark.parametrize("decoder", ["film", "mlp"])
+def test_every_decoder_option_learns(tiny_config, tmp_path, decoder):
+    config = tiny_config.override("model", decoder=decoder)
+    config = config.override("train", steps=40, eval_every=20, log_every=10)
+    run = train(config, tmp_path / decoder, progress=False)
+    heldout = [m["elbo_per_frame"] for m in run.metrics() if m["split"] == "test"]
+    assert run.config.model.decoder == decoder and heldout[-1] > heldout[0] + 50
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_training_step_never_synchronises_with_the_gpu(tiny_config, tmp_path):
     """Data sampling, ELBO, backward and Adam all stay on the device (the host reads only at logs)."""

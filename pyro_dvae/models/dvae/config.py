@@ -83,8 +83,12 @@ _PAPER_F_DIM = {"sprites": 256, "moving-mnist": 64, "moving-mnist-1": 64}
 _PAPER_STEPS = {"sprites": 43_000, "moving-mnist": 60_000, "moving-mnist-1": 60_000}
 # The cpu preset for Moving MNIST keeps the settings its README numbers were measured with: z stays
 # 2-dimensional (its dynamics are a 2-D position), Monte Carlo KLs and the paper's Gaussian p(z | f)
-# (analytic KLs and the aggregate p(z | f) were measured on Sprites only).
-_MNIST = {"model": {"z_dim": 2, "z_prior": "conditional-gaussian"}, "train": {"elbo": "trace"}}
+# (analytic KLs and the aggregate p(z | f) were measured on Sprites only). Its decoder has a hidden
+# layer before the 4x4 map (decoder="mlp"), so where z puts the digit is not a sum of f's and z's
+# contributions: swaps land 2.4 px from B's digit against 3.0 px (two training seeds each, 15 minutes,
+# the same day), the digit following f in 63.4% against 64.5% of swaps (within the seeds' spread).
+_MNIST = {"model": {"z_dim": 2, "z_prior": "conditional-gaussian", "decoder": "mlp"},
+          "train": {"elbo": "trace"}}
 _CPU_BY_SOURCE = {"moving-mnist": _MNIST, "moving-mnist-1": _MNIST}
 # The cpu preset trains on the poses of the standard protocol's sequences (the frames every system in
 # the published Sprites table trains on); the paper preset on the whole sheet, as the paper did.
