@@ -248,8 +248,9 @@ def test_standard_normal_prior_ignores_f():
 
 # -- options of the quality study: FiLM and MLP decoders, flow p(f), fixed Gaussian pixel scale -------
 
-OPTIONS = [dict(decoder="film"), dict(decoder="mlp"), dict(f_prior="flow"), dict(likelihood="gaussian", pixel_scale=0.1),
-           dict(likelihood="gaussian-linear", pixel_scale=0.1), dict(likelihood="gaussian-linear")]
+OPTIONS = [dict(decoder="film"), dict(decoder="mlp"), dict(f_prior="flow"),
+           dict(likelihood="gaussian", pixel_scale=0.1), dict(likelihood="gaussian-linear", pixel_scale=0.1),
+           dict(likelihood="gaussian-linear")]
 
 
 @pytest.mark.parametrize("options", OPTIONS, ids=lambda o: "-".join(map(str, o.values())))
@@ -295,8 +296,8 @@ def test_mlp_decoder_mixes_f_and_z_before_the_deconvolutions_where_concat_adds_t
     for decoder, additive in (("concat", True), ("mlp", False)):
         emitter = tiny_model(decoder=decoder).emitter
         with torch.no_grad():
-            a = lambda f, z: pre_activation(emitter, f, z)  # noqa: E731
-            interaction = a(f1, z1) + a(f2, z2) - a(f1, z2) - a(f2, z1)
+            interaction = (pre_activation(emitter, f1, z1) + pre_activation(emitter, f2, z2)
+                           - pre_activation(emitter, f1, z2) - pre_activation(emitter, f2, z1))
         assert torch.allclose(interaction, torch.zeros_like(interaction), atol=1e-5) == additive
     concat, mlp = tiny_model(), tiny_model(decoder="mlp")
     assert mlp.emitter.project[0].out_features == preset("tiny").model.hidden
