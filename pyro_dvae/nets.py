@@ -75,10 +75,10 @@ class Emitter(nn.Module):
         decoder = getattr(cfg, "decoder", "concat")
         widths = [cfg.f_dim + cfg.z_dim, *([cfg.hidden] if decoder == "mlp" else []),
                   cfg.conv_width * FEATURE_SIDE**2]
-        layers: list[nn.Module] = []
+        projection: list[nn.Module] = []
         for a, b in itertools.pairwise(widths):
-            layers += [nn.Linear(a, b), nn.LeakyReLU(0.2)]
-        self.project = nn.Sequential(*layers)
+            projection += [nn.Linear(a, b), nn.LeakyReLU(0.2)]
+        self.project = nn.Sequential(*projection)
         layers: list[nn.Module] = []
         n = _n_halvings(cfg.image_size)
         for i in range(n):
