@@ -352,7 +352,12 @@ class _Trainer:
             torch.set_rng_state(rng["torch"].cpu())
             if self.device.type == "cuda" and "cuda" in rng:
                 torch.cuda.set_rng_state(rng["cuda"].cpu(), self.device)
-            self.batch_rng.set_state(rng["batches"].cpu())
+            if rng["batches"].numel() == self.batch_rng.get_state().numel():
+                self.batch_rng.set_state(rng["batches"].cpu())
+            else:  # a CPU generator's state cannot seed a CUDA one, nor the reverse
+                self.batch_rng.manual_seed(rank_seed(self.cfg.seed + step, self.ranks.rank) + 1)
+                self._say(f"resuming on {self.device.type} a run saved on another kind of device: it continues "
+                          "correctly but is not bit-exact (the batches differ from those of an uninterrupted run)")
 
     def _start_files(self, step: int) -> None:
         created, self._lock = not self.out.exists(), None

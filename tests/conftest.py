@@ -8,6 +8,22 @@ import torch
 
 from pyro_dvae.config import RunConfig, preset
 
+#: Read once, before any test hides the GPU.
+GPU_PRESENT = torch.cuda.is_available()
+
+
+@pytest.fixture(autouse=True)
+def _cpu_unless_marked_gpu(request, monkeypatch):
+    """Tests mean the CPU unless marked ``gpu``: a GPU in the machine would otherwise change what
+    `--device auto` (the default of train and evaluate) picks, in this process and in every process
+    a test starts. ``gpu`` tests run where CUDA is present and are skipped elsewhere."""
+    if request.node.get_closest_marker("gpu"):
+        if not GPU_PRESENT:
+            pytest.skip("needs a CUDA GPU")
+        return
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+
 
 @pytest.fixture(autouse=True)
 def _fresh_state():

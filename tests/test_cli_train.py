@@ -180,3 +180,18 @@ def test_the_cpu_preset_trains_on_the_protocols_poses_and_a_flag_gives_the_sheet
     result = invoke("train", "--data-option", "poses=front", "--steps", "1", "--out", str(tmp_path / "bad"))
     assert result.exit_code != 0 and "unknown poses 'front'; use sheet" in result.output
     assert "Traceback" not in result.output and not (tmp_path / "bad" / "checkpoint.pt").exists()
+
+
+@pytest.mark.gpu
+def test_a_cpu_run_resumes_on_the_gpu_and_back_and_evaluates_there(tmp_path):
+    """`--resume` picks the device anew (auto: the GPU): the batch stream saved by one kind of device
+    cannot seed the other's generator, so the run goes on from a fresh one and says so."""
+    out = tmp_path / "run"
+    assert invoke("train", *TINY, "--steps", "4", "--device", "cpu", "--out", str(out)).exit_code == 0
+    on_gpu = invoke("train", "--resume", str(out), "--steps", "8", "--device", "cuda")
+    assert on_gpu.exit_code == 0 and "saved on another kind of device" in on_gpu.output, on_gpu.output
+    back = invoke("train", "--resume", str(out), "--steps", "10", "--device", "cpu")
+    assert back.exit_code == 0 and "saved on another kind of device" in back.output, back.output
+    evaluated = invoke("evaluate", str(out), "--seeds", "1", "--quiet")  # --device auto: the GPU
+    assert evaluated.exit_code == 0, evaluated.output
+    assert json.loads((out / "evaluation.json").read_text())["step"] == 10

@@ -225,7 +225,7 @@ def test_device_cpu_honoured():
         Sprites("test", device="nonsense")
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA unavailable")
+@pytest.mark.gpu
 def test_device_cuda_matches_cpu():
     gpu = Sprites("test", device="cuda", limit_identities=3)
     cpu = Sprites("test", device="cpu", limit_identities=3)

@@ -72,6 +72,23 @@ def test_resume_equals_uninterrupted_run(tiny_config, tmp_path):
     assert steps == sorted(set(steps))
 
 
+def test_a_run_saved_on_another_kind_of_device_resumes_and_says_it_is_not_bit_exact(tiny_config, tmp_path, capsys):
+    """A CUDA generator's state (16 bytes) cannot seed the CPU's batch stream, nor the reverse: a run
+    trained on a GPU and resumed on a CPU (or the reverse, as `--resume` picks the device anew) goes on
+    from a fresh stream and says so, where it used to stop with torch's 'RNG state is wrong size'."""
+    train(tiny_config.override("train", steps=4), tmp_path / "run", progress=False)
+    path = tmp_path / "run" / "checkpoint.pt"
+    payload = load_checkpoint(path)
+    payload["rng"] |= {"batches": torch.zeros(16, dtype=torch.uint8), "cuda": torch.zeros(16, dtype=torch.uint8)}
+    save_checkpoint(path, {k: v for k, v in payload.items() if k not in ("format", "version")})
+    capsys.readouterr()
+    resumed = resume(tmp_path / "run", steps=8, progress=False)
+    assert resumed.step == 8 and all(torch.isfinite(p).all() for p in resumed.model.parameters())
+    assert "saved on another kind of device" in capsys.readouterr().out
+    resume(tmp_path / "run", steps=10, progress=False)  # saved on this device now: no such message
+    assert "another kind of device" not in capsys.readouterr().out
+
+
 def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tiny_config, tmp_path, monkeypatch):
     real = SVIPlan.loss
     calls = {"n": 0}
@@ -182,7 +199,7 @@ def test_every_decoder_option_learns(tiny_config, tmp_path, decoder):
     assert run.config.model.decoder == decoder and heldout[-1] > heldout[0] + 50
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.gpu
 def test_training_step_never_synchronises_with_the_gpu(tiny_config, tmp_path):
     """Data sampling, ELBO, backward and Adam all stay on the device (the host reads only at logs)."""
     from pyro_dvae.training import _Trainer

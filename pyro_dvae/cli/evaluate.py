@@ -25,7 +25,7 @@ _JUDGE_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 @click.option("--limit", type=click.IntRange(min=1), help="Evaluate only the first N test sequences.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True,
               help="Sequences per forward pass.")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu, cuda or cuda:N.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def evaluate_command(run_dir, seeds, out, judge_file, limit, batch_size, device, quiet):
     """Compute reconstruction and disentanglement metrics of a trained RUN on its test data.
@@ -68,7 +68,7 @@ def judge_group() -> None:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the judge to this file (for `pyro-dvae evaluate --judge`).")
 @click.option("--retrain", is_flag=True, help="Train even if the cache already holds this judge.")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu, cuda or cuda:N.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def judge_train_command(kind, steps, batch_size, limit, test_limit, seed, out, retrain, device, quiet):
     """Train (or fetch from the cache) the KIND judge and print its held-out accuracy."""
