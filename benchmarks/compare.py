@@ -133,7 +133,7 @@ def main() -> None:
     parser.add_argument("--data", nargs="+", default=["sprites", "moving-mnist-1"])
     parser.add_argument("--models", nargs="+", default=["dvae", "dsa", "drnet"])
     parser.add_argument("--minutes", type=float,
-                        help="wall-clock training budget per run (default: the cpu preset's, 13 min)")
+                        help="wall-clock training budget per run (default: the cpu preset's, 14.5 min)")
     parser.add_argument("--predictor-minutes", type=float, default=3.0, help="budget of a latent predictor")
     parser.add_argument("--train-seed", type=int, default=0)
     parser.add_argument("--seeds", type=int, default=3, help="evaluation seeds")

@@ -14,13 +14,11 @@ import argparse
 from pathlib import Path
 
 import torch
-from quality import machine
+from quality import machine, sprites_posterior
 
-from pyro_dvae import load_run, posterior
+from pyro_dvae import posterior
 from pyro_dvae.data.sprites import ATTRIBUTES, sprites_eval_sequences
 from pyro_dvae.data.sprites.catalogue import ATTRIBUTE_VALUES
-from pyro_dvae.evaluation.judges.base import default_settings, resample
-from pyro_dvae.evaluation.judges.store import get_judge
 
 
 def main() -> None:
@@ -31,18 +29,10 @@ def main() -> None:
                         help="N sequences spread evenly over the split's identities (default 1024)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    run = load_run(args.run)
-    model = run.model.eval()
-    judge = get_judge(default_settings("sprites"), run.device, True)
-    sequences = sprites_eval_sequences(args.split, run.device)
-    total = len(sequences.attrs)
+    total = len(sprites_eval_sequences(args.split).attrs)
     rows = torch.arange(0, total, max(1, total // args.sequences))[: args.sequences]
-    x = resample(sequences.frames(rows), run.config.model.image_size)
-    labels = sequences.attrs[rows]
-    torch.manual_seed(args.seed)
-    rng = torch.Generator(run.device).manual_seed(args.seed)
+    model, judge, labels, f, z, _ = sprites_posterior(args.run, args.split, rows, args.seed)
     with torch.no_grad():
-        f, z = posterior.encode(model, x, rng)
         probs, _ = judge.sprites(posterior.decode(model, f, z))
     predicted = probs.argmax(-1).cpu()
     labels = labels.cpu()

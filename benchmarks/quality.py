@@ -40,10 +40,12 @@ from pathlib import Path
 import pyro
 import torch
 
-from pyro_dvae import load_run, resume, train
+from pyro_dvae import load_run, posterior, resume, train
 from pyro_dvae.config import RunConfig, preset, to_toml
-from pyro_dvae.data.sprites import ATTRIBUTES
+from pyro_dvae.data.sprites import ATTRIBUTES, sprites_eval_sequences
 from pyro_dvae.evaluation import evaluate_run, load_judge
+from pyro_dvae.evaluation.judges.base import default_settings, resample
+from pyro_dvae.evaluation.judges.store import get_judge
 
 HEADS = [("dynamics_kept", "action_accuracy", "action (f resampled)"),
          ("static_kept", "skin", "skin (z resampled)"), ("static_kept", "pants", "pants (z resampled)"),
@@ -69,6 +71,22 @@ def spread(values: list[float], scale: float = 1.0, digits: int = 3) -> str:
     mean = statistics.fmean(values) * scale
     std = statistics.stdev(values) * scale if len(values) > 1 else 0.0
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def sprites_posterior(run_dir: Path, split: str, rows, seed: int):
+    """For the scripts that read one Sprites run: its model (eval mode), the default judge, and the
+    posterior codes (f, z) of the split's evaluation sequences ``rows`` with their labels, drawn with
+    ``seed`` (the returned generator continues that stream)."""
+    run = load_run(run_dir)
+    model = run.model.eval()
+    judge = get_judge(default_settings("sprites"), run.device, True)
+    sequences = sprites_eval_sequences(split, run.device)
+    x = resample(sequences.frames(rows), run.config.model.image_size)
+    torch.manual_seed(seed)
+    rng = torch.Generator(run.device).manual_seed(seed)
+    with torch.no_grad():
+        f, z = posterior.encode(model, x, rng)
+    return model, judge, sequences.attrs[rows], f, z, rng
 
 
 def with_settings(config: RunConfig, settings: list[str]) -> RunConfig:

@@ -15,12 +15,10 @@ import argparse
 from pathlib import Path
 
 import torch
-from quality import machine
+from quality import machine, sprites_posterior
 
-from pyro_dvae import load_run, posterior
+from pyro_dvae import posterior
 from pyro_dvae.data.sprites import ATTRIBUTES, sprites_eval_sequences
-from pyro_dvae.evaluation.judges.base import default_settings, resample
-from pyro_dvae.evaluation.judges.store import get_judge
 
 
 def main() -> None:
@@ -29,17 +27,9 @@ def main() -> None:
     parser.add_argument("--sequences", type=int, default=1024, help="first N test sequences (default 1024)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    run = load_run(args.run)
-    model = run.model.eval()
-    judge = get_judge(default_settings("sprites"), run.device, True)
-    sequences = sprites_eval_sequences("test", run.device)
-    n = min(args.sequences, len(sequences.attrs))
-    x = resample(sequences.frames(slice(0, n)), run.config.model.image_size)
-    labels = sequences.attrs[:n]
-    torch.manual_seed(args.seed)
-    rng = torch.Generator(run.device).manual_seed(args.seed)
+    n = min(args.sequences, len(sprites_eval_sequences("test").attrs))
+    model, judge, labels, f, z, rng = sprites_posterior(args.run, "test", slice(0, n), args.seed)
     with torch.no_grad():
-        f, z = posterior.encode(model, x, rng)
         frames = z.shape[1]
         sources = {
             "posterior means (reconstructions)": z,

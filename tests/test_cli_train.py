@@ -131,7 +131,7 @@ def test_no_flags_means_cpu_preset_on_a_machine_without_cuda(tmp_path, monkeypat
     assert "device: cpu" in result.output and "preset: cpu (auto: no CUDA)" in result.output
     config = seen["config"]
     assert config.data.source == "sprites" and config.model.f_prior == "fitted-flow"
-    assert (config.train.max_minutes, config.train.steps) == (13, 100_000)  # the budget ends the run
+    assert (config.train.max_minutes, config.train.steps) == (14.5, 100_000)  # the budget ends the run
     assert config.train.channels_last and config.train.precision == "fp32"  # the CPU fast path, by measurement
     assert (config.model.z_dim, config.train.f_kl_weight) == (4, 0.1)  # by measurement: docs/ablation.md
     assert config.model.z_prior == "fitted-aggregate" and config.data.options == {"poses": "protocol"}
@@ -146,7 +146,7 @@ def test_the_default_run_trains_for_a_few_steps_through_the_cli(tmp_path, monkey
     result = invoke("train", "--steps", "3", "--data-option", "limit_identities=4", "--out", str(out), "--quiet")
     assert result.exit_code == 0, result.output
     run = load_run(out)
-    assert run.step == 3 and run.config.train.max_minutes == 13 and run.config.model.image_size == 32
+    assert run.step == 3 and run.config.train.max_minutes == 14.5 and run.config.model.image_size == 32
     assert run.model.f_prior.is_fitted  # the two-stage p(f) was fitted when training ended
     assert run.model.z_prior.is_fitted  # and p(z | f) became the aggregate posterior
     assert run.data("train").set_sizes[0] == 63  # the protocol's poses
