@@ -40,8 +40,12 @@ def subset_static(model: SequenceModel, x: Tensor, n_subsets: int = 8,
 
 
 def subset_size(model: SequenceModel, set_frames: int) -> int:
-    """Frames per subset in :func:`subset_static` for sets of ``set_frames`` frames."""
-    return min(model.subset_frames, max(2, set_frames // 2))
+    """Frames per subset in :func:`subset_static` for sets of ``set_frames`` frames.
+
+    Never fewer than the family encodes (the DVAE's N: with N = 5, sets of 8 frames are compared on
+    5-frame subsets, not 4); subsets of a set that long are that set in other orders.
+    """
+    return max(model.min_frames, min(model.subset_frames, max(2, set_frames // 2)))
 
 
 @torch.no_grad()

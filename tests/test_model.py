@@ -9,6 +9,7 @@ from pyro import poutine
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 from torch import nn
 
+from pyro_dvae import posterior
 from pyro_dvae.config import preset
 from pyro_dvae.elbo import elbo_loss
 from pyro_dvae.errors import UserInputError
@@ -65,6 +66,16 @@ def test_static_code_uses_every_frame_and_only_through_pairs():
     one[0, 1] = torch.rand_like(one[0, 1])
     after = model.static_posterior(one).mean
     assert not torch.allclose(after[0], base[0]) and torch.allclose(after[1], base[1])
+
+
+def test_static_consistency_compares_n_frame_subsets_when_n_is_over_half_the_set():
+    """N = 5 and sets of 8 frames (one-digit Moving MNIST's evaluation): the subsets have N frames
+    (4, half the set, made `pyro-dvae evaluate` fail with 'sets have 4 frames; the model compares N=5')."""
+    model = DVAE(DVAEConfig(**{**preset("tiny").model.__dict__, "frames": 5})).eval()
+    assert posterior.subset_size(model, 8) == 5
+    x = torch.rand(4, 8, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    ratio = posterior.static_consistency(model, x, 4, torch.Generator().manual_seed(1))
+    assert 0 < ratio < float("inf")
 
 
 def test_elbo_matches_pyro_trace_elbo_and_meanfield():
