@@ -21,6 +21,7 @@ import argparse
 import json
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from quality import machine
@@ -41,7 +42,9 @@ def _finished_elsewhere(folder: Path, config) -> bool:
     if not (folder / "evaluation.json").exists():
         return False
     found = load_run(folder).config
-    return (found.model == config.model and found.data == config.data and found.train.seed == config.train.seed
+    # The trainer takes the channels from the data (1 for Moving MNIST); the preset's default is 3.
+    same_model = replace(found.model, channels=config.model.channels) == config.model
+    return (same_model and found.data == config.data and found.train.seed == config.train.seed
             and found.train.max_minutes == config.train.max_minutes)
 
 

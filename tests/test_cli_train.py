@@ -162,8 +162,11 @@ def test_the_cpu_preset_gives_z_the_dimensions_of_the_data_set_dynamics():
     mnist = preset("cpu", "moving-mnist")  # the settings its numbers were measured with
     assert (mnist.model.z_prior, mnist.train.elbo) == ("conditional-gaussian", "trace")
     assert preset("cpu", "moving-mnist-1").model.z_prior == "conditional-gaussian"
-    # A hidden layer lets z place the digit (docs/ablation.md); Sprites keeps the paper's projection.
-    assert (mnist.model.decoder, preset("cpu", "moving-mnist-1").model.decoder) == ("mlp", "mlp")
+    # f modulates every deconvolution, on 32-wide convolutions (docs/ablation.md); Sprites keeps the
+    # paper's projection at 64.
+    for source in ("moving-mnist", "moving-mnist-1"):
+        assert (preset("cpu", source).model.decoder, preset("cpu", source).model.conv_width) == ("film", 32)
+    assert preset("cpu", "sprites").model.conv_width == 64
     assert preset("cpu", "sprites").model.decoder == "concat"
     assert preset("paper", "sprites").model.z_dim == 2  # the paper's appendix C, unchanged
 
