@@ -71,7 +71,7 @@ def test_static_code_uses_every_frame_and_only_through_pairs():
 def test_static_consistency_compares_n_frame_subsets_when_n_is_over_half_the_set():
     """N = 5 and sets of 8 frames (one-digit Moving MNIST's evaluation): the subsets have N frames
     (4, half the set, made `pyro-dvae evaluate` fail with 'sets have 4 frames; the model compares N=5')."""
-    model = DVAE(DVAEConfig(**{**preset("tiny").model.__dict__, "frames": 5})).eval()
+    model = tiny_model(frames=5).eval()
     assert posterior.subset_size(model, 8) == 5
     x = torch.rand(4, 8, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     ratio = posterior.static_consistency(model, x, 4, torch.Generator().manual_seed(1))

@@ -88,11 +88,11 @@ _PAPER_STEPS = {"sprites": 43_000, "moving-mnist": 60_000, "moving-mnist-1": 60_
 # (analytic KLs and the aggregate p(z | f) were measured on Sprites only; analytic KLs lost 5 points
 # of digit here). Its decoder is `film` (f also scales and shifts every deconvolution's channels, so
 # the digit's shape is drawn at every scale, not only mixed into the first 4x4 map) and its
-# convolutions are 32 wide, not 64: 2.2x the steps per second on the 2-core VM, and the digit's
-# accuracy climbs with steps at this budget. Step-matched screening (docs/ablation.md): the digit
-# follows f in 66% of swaps with the previous mlp decoder at 64, 75% with film, 80% at width 32,
-# 86.5% with both (two seeds); swapped digits land 2.0 px from B's against 2.5. Two-digit Moving
-# MNIST takes the same settings (no digit judge there to measure them by).
+# convolutions are 32 wide, not 64: about twice the steps in the budget on the 2-core VM (10.6-10.8k
+# against 5.3-5.8k), and the digit's accuracy climbs with steps at this budget. Step-matched
+# screening (docs/ablation.md): the digit follows f in 66% of swaps with the previous mlp decoder at
+# 64, 75% with film, 80% at width 32, 86.5% with both (two seeds); swapped digits land 2.0 px from
+# B's against 2.5. Two-digit Moving MNIST takes the same settings (no digit judge to measure them).
 _MNIST = {"model": {"z_dim": 2, "z_prior": "conditional-gaussian", "decoder": "film", "conv_width": 32},
           "train": {"elbo": "trace"}}
 _CPU_BY_SOURCE = {"moving-mnist": _MNIST, "moving-mnist-1": _MNIST}
