@@ -2,10 +2,13 @@
 the wall-clock budget, to FLOOR x lr when the budget is spent.
 
 Wraps ``SVIPlan.step`` to set Adam's rate from the time since the first step, then runs
-``benchmarks/quality.py`` with the arguments given; the trainer has no schedule of its own because
-this one did not help (docs/ablation.md, "The static code's KL weight"):
+``benchmarks/quality.py`` with the arguments given (Sprites), or ``pyro-dvae train`` when the first
+argument is ``train`` (any data; set BUDGET_S to the run's budget less its set-up). The trainer has
+no schedule of its own because this one did not help (docs/ablation.md, "The static code's KL
+weight" and "Moving MNIST: what did not help"):
 
     python benchmarks/cosine_lr.py --train-seeds 1 --seeds 2 --set train.f_kl_weight=1
+    BUDGET_S=860 python benchmarks/cosine_lr.py train --data moving-mnist-1 --out runs/mm-cosine
 """
 
 from __future__ import annotations
@@ -35,5 +38,11 @@ def decayed_step(plan: plans.SVIPlan, x, step: int):
 
 if __name__ == "__main__":
     plans.SVIPlan.step = decayed_step
-    sys.argv = ["quality.py", *sys.argv[1:]]
-    runpy.run_path(str(Path(__file__).with_name("quality.py")), run_name="__main__")
+    if sys.argv[1:2] == ["train"]:
+        from pyro_dvae.cli import main
+
+        sys.argv = ["pyro-dvae", *sys.argv[1:]]
+        main()
+    else:
+        sys.argv = ["quality.py", *sys.argv[1:]]
+        runpy.run_path(str(Path(__file__).with_name("quality.py")), run_name="__main__")
