@@ -26,7 +26,7 @@ MAX_SEED = 2**63 - 1
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian", "gaussian-linear")
-DECODERS = ("concat", "film", "mlp")
+DECODERS = ("concat", "film", "mlp", "translate")
 ELBOS = ("trace", "meanfield", "jit")
 PRECISIONS = ("fp32", "bf16")
 
@@ -51,7 +51,8 @@ class ModelConfig:
     likelihood: str = "bernoulli"
     pixel_scale: float = 0.0  # gaussian likelihoods: fixed pixel noise scale, or 0 to learn one
     # concat: the paper's linear [f, z] projection; film: f also modulates every deconv;
-    # mlp: a hidden dense layer (width `hidden`) before the projection
+    # mlp: a hidden dense layer (width `hidden`) before the projection; translate: f draws a
+    # canvas, z only shifts it (for data whose dynamics are a translation)
     decoder: str = "concat"
     f_prior: str = "standard-normal"  # p(f), a name registered in pyro_dvae.priors
 

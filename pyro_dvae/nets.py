@@ -66,14 +66,20 @@ class Emitter(nn.Module):
     deconvolution's output (FiLM), so identity reaches every resolution of the image directly.
     ``"mlp"``: [f, z] passes a hidden dense layer (width ``hidden``) before the projection, so the
     4x4 map can depend on f and z jointly (a digit's shape drawn where z puts it), not only on a
-    sum of the two.
+    sum of the two. ``"translate"``: f alone draws a canvas (the concat decoder without z), and z
+    only moves it: a small network maps z to a point, and the frame is the canvas convolved with a
+    Gaussian of one learned width around that shift (a soft spatial transformer; translation-based
+    decoders are common on Moving MNIST, e.g. DDPAE, Hsieh et al. 2018). An inductive bias for
+    data whose dynamics are a translation: the deconvolutions draw a shape once per set, never per
+    position, which also makes them 1/N of the concat decoder's cost.
     """
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.width = cfg.conv_width
         decoder = getattr(cfg, "decoder", "concat")
-        widths = [cfg.f_dim + cfg.z_dim, *([cfg.hidden] if decoder == "mlp" else []),
+        self.translate = decoder == "translate"
+        widths = [cfg.f_dim + (0 if self.translate else cfg.z_dim), *([cfg.hidden] if decoder == "mlp" else []),
                   cfg.conv_width * FEATURE_SIDE**2]
         projection: list[nn.Module] = []
         for a, b in itertools.pairwise(widths):
@@ -95,12 +101,51 @@ class Emitter(nn.Module):
             nn.init.zeros_(self.film.bias)
         else:
             self.film = None
+        if self.translate:
+            side = cfg.image_size
+            # z -> where the canvas's centre goes, (x, y) in pixels from the frame's centre. The move
+            # is a convolution with a Gaussian over the shifts -side/2 .. side/2 around that point,
+            # of one learned width for every frame (z only moves the canvas, never blurs or splits
+            # it): wide at the start, so that every shift gets a gradient from the whole image (a
+            # point shift through bilinear sampling only sees the canvas's edges and stalled where
+            # the canvas was still a blur of the trajectory), and as narrow as the data lets it become.
+            self.shift = mlp([cfg.z_dim, cfg.hidden, 2])
+            nn.init.zeros_(self.shift[-1].weight)  # starts centred
+            nn.init.zeros_(self.shift[-1].bias)
+            self.log_shift_width = nn.Parameter(torch.tensor(math.log(side / 4)))
+            self.register_buffer("offsets", torch.arange(side + 1.0) - side // 2, persistent=False)
+            # tap[i, a]: the offset index that moves canvas row (column) a to row i; outside 0..side, none.
+            rows = torch.arange(side)
+            self.register_buffer("tap", rows[:, None] - rows[None, :] + side // 2, persistent=False)
+            # Logit of what a shift uncovers outside the canvas (learned with the rest).
+            self.background = nn.Parameter(torch.zeros(()))
 
     def forward(self, f: Tensor, z: Tensor) -> Tensor:
-        f = f.expand(*z.shape[:-1], f.shape[-1])
         lead = z.shape[:-1]
+        if self.translate:
+            logits = self._translate(f, z)
+        else:
+            f_flat = f.expand(*lead, f.shape[-1]).reshape(-1, f.shape[-1])
+            logits = self._draw(self.project(torch.cat([f_flat, z.reshape(-1, z.shape[-1])], dim=-1)), f_flat)
+        return logits.reshape(*lead, *logits.shape[1:])
+
+    def _translate(self, f: Tensor, z: Tensor) -> Tensor:
+        """One canvas per f (not per frame: f is usually (B, 1, f_dim) against z's (B, N, z_dim)),
+        convolved with each frame's separable shift kernel; returns (frames, C, S, S) logits."""
         f_flat = f.reshape(-1, f.shape[-1])
-        h = self.project(torch.cat([f_flat, z.reshape(-1, z.shape[-1])], dim=-1))
+        canvas = self._draw(self.project(f_flat), f_flat) - self.background
+        canvas = canvas.reshape(*f.shape[:-1], *canvas.shape[1:])
+        centre = self.shift(z)[..., None]  # (..., 2, 1): x, y
+        taps = (-0.5 * ((self.offsets - centre) / self.log_shift_width.exp()) ** 2).softmax(-1)  # (..., 2, side + 1)
+        side = self.tap.shape[0]
+        inside = (self.tap >= 0) & (self.tap <= side)
+        move = torch.where(inside, taps[..., self.tap.clamp(0, side)], 0.0)  # (..., 2, S, S) Toeplitz
+        move_x, move_y = move[..., None, 0, :, :], move[..., None, 1, :, :]  # a channel dim each
+        moved = move_y @ canvas @ move_x.transpose(-1, -2)
+        return moved.reshape(-1, *moved.shape[-3:]) + self.background
+
+    def _draw(self, h: Tensor, f_flat: Tensor) -> Tensor:
+        """The deconvolutions from the projected (rows, W * 16) map to (rows, C, S, S) logits."""
         h = h.reshape(-1, self.width, FEATURE_SIDE, FEATURE_SIDE)
         if self.film is None:
             logits = self.deconv(h)
@@ -113,7 +158,7 @@ class Emitter(nn.Module):
                     h = h * (1 + scales_shifts[2 * layer]) + scales_shifts[2 * layer + 1]
                     layer += 1
             logits = h
-        return logits.reshape(*lead, *logits.shape[1:])
+        return logits
 
 
 def __getattr__(name: str):

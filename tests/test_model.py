@@ -257,9 +257,9 @@ def test_standard_normal_prior_ignores_f():
     assert torch.equal(d1.mean, d2.mean) and torch.equal(d1.stddev, torch.ones_like(d1.stddev))
 
 
-# -- options of the quality study: FiLM and MLP decoders, flow p(f), fixed Gaussian pixel scale -------
+# -- options of the quality study: FiLM, MLP and translate decoders, flow p(f), fixed Gaussian pixel scale ---
 
-OPTIONS = [dict(decoder="film"), dict(decoder="mlp"), dict(f_prior="flow"),
+OPTIONS = [dict(decoder="film"), dict(decoder="mlp"), dict(decoder="translate"), dict(f_prior="flow"),
            dict(likelihood="gaussian", pixel_scale=0.1), dict(likelihood="gaussian-linear", pixel_scale=0.1),
            dict(likelihood="gaussian-linear")]
 
@@ -316,6 +316,34 @@ def test_mlp_decoder_mixes_f_and_z_before_the_deconvolutions_where_concat_adds_t
     # The paper's decoder keeps its parameter names, so checkpoints written before the option load.
     assert "emitter.project.0.weight" in dict(concat.named_parameters())
     assert "emitter.project.2.weight" not in dict(concat.named_parameters())
+
+
+def test_translate_decoder_draws_one_canvas_per_f_that_z_only_moves():
+    torch.manual_seed(0)
+    emitter = tiny_model(decoder="translate").emitter
+    f, z1, z2 = torch.randn(2, 1, 8), torch.randn(2, 3, 2), torch.randn(2, 3, 2)
+
+    def shift_by(dx: int, dy: int) -> None:  # every z shifts by (dx, dy) pixels, with no blur
+        emitter.shift[-1].weight.zero_()
+        emitter.shift[-1].bias.copy_(torch.tensor([dx, dy], dtype=torch.float32))
+        emitter.log_shift_width.fill_(-3.0)
+
+    with torch.no_grad():
+        emitter.background.fill_(-3.0)
+        emitter.shift[-1].weight.normal_()
+        assert not torch.allclose(emitter(f, z1), emitter(f, z2))  # z moves the canvas ...
+        shift_by(0, 0)
+        canvas = emitter(f, z1)
+        # ... and nothing else: with the shift fixed, every z and every frame of a set give one image,
+        assert torch.allclose(emitter(f, z2), canvas) and torch.allclose(canvas[:, 1:], canvas[:, :1])
+        assert not torch.allclose(canvas[0], canvas[1])  # which f draws.
+        shift_by(2, -1)
+        moved = emitter(f, z1)
+    # 2 pixels right and 1 up, and what the move uncovers is the background.
+    assert torch.allclose(moved[..., :-1, 2:], canvas[..., 1:, :-2], atol=1e-5)
+    assert torch.allclose(moved[..., :2], torch.full_like(moved[..., :2], -3.0), atol=1e-5)
+    assert torch.allclose(moved[..., -1, :], torch.full_like(moved[..., -1, :], -3.0), atol=1e-5)
+    assert emitter.project[0].in_features == preset("tiny").model.f_dim  # the canvas never reads z
 
 
 def test_flow_prior_is_a_normalised_density_that_samples_and_scores():

@@ -190,7 +190,7 @@ def test_every_elbo_option_trains(tiny_config, tmp_path, elbo):
     assert heldout[-1] > heldout[0] + 50
 
 
-@pytest.mark.parametrize("decoder", ["film", "mlp"])
+@pytest.mark.parametrize("decoder", ["film", "mlp", "translate"])
 def test_every_decoder_option_learns(tiny_config, tmp_path, decoder):
     config = tiny_config.override("model", decoder=decoder)
     config = config.override("train", steps=40, eval_every=20, log_every=10)
