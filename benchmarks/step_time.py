@@ -11,6 +11,7 @@ hand-written floor; their row is the trainer's step. Run on a quiet machine:
     python benchmarks/step_time.py --presets cpu --steps 50 --device cuda
     python benchmarks/step_time.py --models dvae dsa --presets cpu
     python benchmarks/step_time.py --device cuda --presets paper   # with the fast-path rows
+    python benchmarks/step_time.py --data moving-mnist-1 --presets cpu
 
 The fast-path rows (on by default with --device cuda, ``--fast-path`` elsewhere) time the trainer's
 step with each option of pyro_dvae.fastpath: bf16 autocast, channels_last, torch.compile, all three.
@@ -97,6 +98,8 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--fast-path", action="store_true", default=None,
                         help="also time each fast-path option (default: on with a CUDA device)")
+    parser.add_argument("--data", default="sprites", choices=["sprites", "moving-mnist", "moving-mnist-1"],
+                        help="whose preset to time (its image channels, sizes and decoder)")
     parser.add_argument("--only", nargs="+", help="time only these variants (names as in the table)")
     args = parser.parse_args()
     if args.fast_path is None:
@@ -104,7 +107,7 @@ def main() -> None:
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     print(f"machine: {platform.node()} | device: {name} | torch threads: {torch.get_num_threads()} | "
-          f"torch {torch.__version__} | pyro {pyro.__version__}\n")
+          f"torch {torch.__version__} | pyro {pyro.__version__} | data: {args.data}\n")
     print("| model | preset | batch x frames | image | variant | s/step | frames/s | vs floor |")
     print("|---|---|---|---|---|---|---|---|")
     for family in args.models:
@@ -113,10 +116,11 @@ def main() -> None:
         if args.fast_path:
             variants |= {name: (None, options) for name, options in FAST_PATH.items()}
         for preset_name in args.presets:
-            cfg = preset(preset_name, "sprites", family)
+            cfg = preset(preset_name, args.data, family)
+            cfg = cfg.override("model", channels=1 if "mnist" in args.data else 3)
             steps = args.steps or (30 if preset_name != "paper" or device.type == "cuda" else 3)
             b, n, s = cfg.train.batch_size, cfg.model.frames, cfg.model.image_size
-            x = torch.rand(b, n, 3, s, s, device=device).round()
+            x = torch.rand(b, n, cfg.model.channels, s, s, device=device).round()
             floor = None
             for variant, (loss_fn, options) in variants.items():
                 if args.only and variant not in args.only:

@@ -164,6 +164,9 @@ def test_the_default_moving_mnist_run_trains_for_a_few_steps_through_the_cli(tmp
     assert result.exit_code == 0, result.output
     run = load_run(out)
     assert run.step == 3 and run.config.train.max_minutes == 14.5 and run.config.model.decoder == "translate"
+    assert run.config.train.f_kl_weight == 0.03
+    # The preset's 100,000 training sequences; the flag's 64 win for this run.
+    assert run.config.data.options == {"train_sequences": 100_000, "num_sequences": 64}
     assert run.model.f_prior.is_fitted
     assert {p.name for p in (out / "figures").iterdir()} >= {"latent_manifold.png", "reconstructions.png"}
 
@@ -193,6 +196,8 @@ def test_the_cpu_preset_trains_on_the_protocols_poses_and_a_flag_gives_the_sheet
     assert preset("cpu", "sprites").data.options == {"poses": "protocol"}
     assert preset("paper", "sprites").data.options == {}  # the paper's whole sheet
     assert preset("cpu", "moving-mnist").data.options == {}
+    assert preset("cpu", "moving-mnist-1").data.options == {"train_sequences": 100_000}
+    assert preset("paper", "moving-mnist-1").data.options == {}
     config = build_config("cpu", "sprites", None, "cpu", {}, {"poses": "sheet", "limit_identities": 3})
     assert config.data.options == {"poses": "sheet", "limit_identities": 3}
     result = invoke("train", "--data-option", "poses=front", "--steps", "1", "--out", str(tmp_path / "bad"))

@@ -115,8 +115,23 @@ def test_moving_mnist_splits_use_disjoint_digit_images():
     assert len(MovingMNIST("test")) == 1000
 
 
+def test_train_sequences_sizes_the_training_split_only():
+    _, labels = load_digits()
+    assert len(MovingMNIST("train", digits=1)) == 10000
+    many = MovingMNIST("train", digits=1, train_sequences=60000)
+    assert len(many) == 60000
+    # 10,000 draws leave about a third of the 9,000 training images unseen; 60,000 draw nearly all.
+    seen = len(set(many.digit_indices.flatten().tolist()))
+    assert seen > 0.99 * len(digit_pool(labels, "train"))
+    assert len(set(MovingMNIST("train", digits=1).digit_indices.flatten().tolist())) < 0.7 * seen
+    # The test split (what evaluations read) is the same with or without it.
+    test, same = MovingMNIST("test", digits=1), MovingMNIST("test", digits=1, train_sequences=60000)
+    assert torch.equal(test.positions, same.positions) and torch.equal(test.digit_indices, same.digit_indices)
+    assert len(MovingMNIST("train", num_sequences=7, train_sequences=60000)) == 7  # num_sequences wins
+
+
 def test_moving_mnist_options_are_checked():
-    with pytest.raises(UserInputError, match="known options: digits, num_sequences"):
+    with pytest.raises(UserInputError, match="known options: digits, num_sequences, train_sequences"):
         load_frame_sets("moving-mnist", speed=2)
     with pytest.raises(UserInputError, match="one digit"):
         load_frame_sets("moving-mnist-1", digits=2)

@@ -22,7 +22,7 @@ SOURCES = {
     "moving-mnist": (
         "Moving MNIST: 2 bundled MNIST digits bouncing in 64x64 frames, 20 per sequence, "
         "generated on the device; 10000 train / 1000 test sequences from disjoint digit images "
-        "(options: digits=1|2, num_sequences, sequence_length, seed)"
+        "(options: digits=1|2, num_sequences, train_sequences, sequence_length, seed)"
     ),
     "moving-mnist-1": "Moving MNIST with one digit per sequence (moving-mnist with digits=1)",
 }

@@ -20,7 +20,7 @@ _COMMON = ("self", "split", "image_size", "device")
 # Ranges of the integer options, by name (a name means the same thing in every source); the upper
 # bounds keep a typo from asking for terabytes of frames.
 _RANGES = {
-    "num_sets": (1, 10**6), "frames_per_set": (1, 10**4), "num_sequences": (1, 10**6),
+    "num_sets": (1, 10**6), "frames_per_set": (1, 10**4), "num_sequences": (1, 10**6), "train_sequences": (1, 10**6),
     "sequence_length": (1, 10**4), "limit_identities": (1, 10**6), "min_frames": (1, 10**6),
     "seed": (0, MAX_SEED // 2), "size": (8, 1024),
 }

@@ -78,7 +78,11 @@ class MovingMNIST(FrameSets):
     image_size : side of the frames the model sees (resampled from 64 if different).
     device : where the digits live and frames are rendered.
     digits : digits per sequence, 1 or 2.
-    num_sequences : number of sequences; default 10000 for train and 1000 for test.
+    num_sequences : number of sequences of either split; by default ``train_sequences`` for train
+        and 1000 for test.
+    train_sequences : number of training sequences when ``num_sequences`` is not given (default
+        10000, of which one digit image in three is never drawn: 100000 draw all 9000 training
+        images); the test split keeps its 1000, so that evaluations compare.
     sequence_length : frames per sequence.
     seed : the data set is a deterministic function of (seed, split, options) on any device.
 
@@ -101,13 +105,14 @@ class MovingMNIST(FrameSets):
         *,
         digits: int = 2,
         num_sequences: int | None = None,
+        train_sequences: int = 10000,
         sequence_length: int = 20,
         seed: int = 0,
     ):
         super().__init__(image_size=image_size, device=device)
         if digits not in (1, 2):
             raise UserInputError(f"digits={digits!r} is not supported; use digits=1 or digits=2")
-        n = int((10000 if split == "train" else 1000) if num_sequences is None else num_sequences)
+        n = int((train_sequences if split == "train" else 1000) if num_sequences is None else num_sequences)
         steps = int(sequence_length)
         if n < 1 or steps < 1:
             raise UserInputError("num_sequences and sequence_length must be positive integers; raise them")

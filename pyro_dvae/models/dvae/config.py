@@ -97,14 +97,20 @@ _PAPER_STEPS = {"sprites": 43_000, "moving-mnist": 60_000, "moving-mnist-1": 60_
 # once per set, z only moves it): 15,120-15,601 steps in the budget against 10,616-10,811; over three
 # seeds the digit follows f in 87.2% of swaps against 83.8 +- 2.0% with film and lands 1.3 px from
 # B's against 2.0 (docs/ablation.md, "a decoder that moves what f draws"). Two digits move apart,
-# which one shift cannot draw: two-digit Moving MNIST keeps film.
+# which one shift cannot draw: two-digit Moving MNIST keeps film. With translate, f is all the
+# decoder has of the digit's shape, so one-digit Moving MNIST weighs f's KL term by 0.03, not 0.1,
+# and trains on 100,000 sequences, not 10,000 (10,000 draws never show a third of the 9,000 training
+# digit images; the test split keeps its 1,000): over three seeds the digit follows f in 88.0 +- 1.3%
+# of swaps against 87.2 +- 0.8%, a gain within the spread (docs/ablation.md, "f's KL weight and
+# every training digit"); held-out ELBOs fall by about 4 nats per frame, the nats f now spends on
+# the digit's shape.
 _MNIST = {"model": {"z_dim": 2, "z_prior": "conditional-gaussian", "decoder": "film", "conv_width": 32},
           "train": {"elbo": "trace"}}
-_MNIST_ONE = {"model": {**_MNIST["model"], "decoder": "translate"}, "train": _MNIST["train"]}
+_MNIST_ONE = {"model": {**_MNIST["model"], "decoder": "translate"}, "train": {**_MNIST["train"], "f_kl_weight": 0.03}}
 _CPU_BY_SOURCE = {"moving-mnist": _MNIST, "moving-mnist-1": _MNIST_ONE}
 # The cpu preset trains on the poses of the standard protocol's sequences (the frames every system in
 # the published Sprites table trains on); the paper preset on the whole sheet, as the paper did.
-_CPU_DATA_OPTIONS = {"sprites": {"poses": "protocol"}}
+_CPU_DATA_OPTIONS = {"sprites": {"poses": "protocol"}, "moving-mnist-1": {"train_sequences": 100_000}}
 
 
 def dvae_presets(name: str, source: str) -> dict[str, dict[str, Any]]:
