@@ -54,6 +54,9 @@ class ModelConfig:
     # mlp: a hidden dense layer (width `hidden`) before the projection; translate: f draws a
     # canvas, z only shifts it (for data whose dynamics are a translation)
     decoder: str = "concat"
+    # translate: the shift kernel's width is at most side/4, halved every this many training steps,
+    # down to 0.7 px (0: the width is only learned)
+    shift_sharpening: int = 0
     f_prior: str = "standard-normal"  # p(f), a name registered in pyro_dvae.priors
 
     def validate(self) -> None:
@@ -76,6 +79,8 @@ class ModelConfig:
             raise UserInputError(f"pixel_scale must be >= 0 (0: learned), got {self.pixel_scale}")
         if self.decoder not in DECODERS:
             raise UserInputError(f"unknown decoder {self.decoder!r}; use one of {', '.join(DECODERS)}")
+        if self.shift_sharpening < 0:
+            raise UserInputError(f"shift_sharpening must be >= 0 steps (0: off), got {self.shift_sharpening}")
 
 
 @dataclass

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from .config import ModelConfig
 
 FEATURE_SIDE = 4  # spatial side of the frame feature map h_i
+SHARPEST_SHIFT = 0.7  # px: the narrowest shift kernel that shift_sharpening leads to
 
 
 def _n_halvings(image_size: int) -> int:
@@ -119,6 +120,15 @@ class Emitter(nn.Module):
             self.register_buffer("tap", rows[:, None] - rows[None, :] + side // 2, persistent=False)
             # Logit of what a shift uncovers outside the canvas (learned with the rest).
             self.background = nn.Parameter(torch.zeros(()))
+            # shift_sharpening: while training, the width is at most side/4 halved every that many
+            # steps, down to SHARPEST_SHIFT. Learned alone, it settles near 2.4 px at 32x32 with a
+            # canvas pre-sharpened for that blur (blur and canvas trade at no cost in likelihood,
+            # so nothing narrows it), and a pre-sharpened canvas draws a digit's details worse
+            # (docs/ablation.md). The training forward passes taken (one per DVAE step) are a buffer,
+            # so the schedule resumes with the checkpoint; runs without it keep their state dict.
+            self.sharpening = getattr(cfg, "shift_sharpening", 0)
+            if self.sharpening:
+                self.register_buffer("trained_steps", torch.zeros(()))
 
     def forward(self, f: Tensor, z: Tensor) -> Tensor:
         lead = z.shape[:-1]
@@ -136,13 +146,23 @@ class Emitter(nn.Module):
         canvas = self._draw(self.project(f_flat), f_flat) - self.background
         canvas = canvas.reshape(*f.shape[:-1], *canvas.shape[1:])
         centre = self.shift(z)[..., None]  # (..., 2, 1): x, y
-        taps = (-0.5 * ((self.offsets - centre) / self.log_shift_width.exp()) ** 2).softmax(-1)  # (..., 2, side + 1)
+        if self.sharpening and self.training and torch.is_grad_enabled():
+            self.trained_steps += 1
+        taps = (-0.5 * ((self.offsets - centre) / self.shift_width()) ** 2).softmax(-1)  # (..., 2, side + 1)
         side = self.tap.shape[0]
         inside = (self.tap >= 0) & (self.tap <= side)
         move = torch.where(inside, taps[..., self.tap.clamp(0, side)], 0.0)  # (..., 2, S, S) Toeplitz
         move_x, move_y = move[..., None, 0, :, :], move[..., None, 1, :, :]  # a channel dim each
         moved = move_y @ canvas @ move_x.transpose(-1, -2)
         return moved.reshape(-1, *moved.shape[-3:]) + self.background
+
+    def shift_width(self) -> Tensor:
+        """The shift kernel's width in pixels: learned, and capped by shift_sharpening's schedule."""
+        width = self.log_shift_width.exp()
+        if not self.sharpening:
+            return width
+        cap = self.tap.shape[0] / 4 * 0.5 ** (self.trained_steps / self.sharpening)
+        return torch.minimum(width, cap.clamp(min=SHARPEST_SHIFT))
 
     def _draw(self, h: Tensor, f_flat: Tensor) -> Tensor:
         """The deconvolutions from the projected (rows, W * 16) map to (rows, C, S, S) logits."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pyro.distributions as dist
 import pytest
 import torch
@@ -15,7 +17,7 @@ from pyro_dvae.elbo import elbo_loss
 from pyro_dvae.errors import UserInputError
 from pyro_dvae.model import DVAE, PLATE_FRAMES, PLATE_SETS, SITE_F, SITE_X, SITE_Z
 from pyro_dvae.models.dvae import DVAEConfig
-from pyro_dvae.nets import gaussian_params
+from pyro_dvae.nets import SHARPEST_SHIFT, gaussian_params
 from pyro_dvae.priors import make_z_prior, register_z_prior, z_prior_names
 
 
@@ -259,7 +261,8 @@ def test_standard_normal_prior_ignores_f():
 
 # -- options of the quality study: FiLM, MLP and translate decoders, flow p(f), fixed Gaussian pixel scale ---
 
-OPTIONS = [dict(decoder="film"), dict(decoder="mlp"), dict(decoder="translate"), dict(f_prior="flow"),
+OPTIONS = [dict(decoder="film"), dict(decoder="mlp"), dict(decoder="translate"),
+           dict(decoder="translate", shift_sharpening=2), dict(f_prior="flow"),
            dict(likelihood="gaussian", pixel_scale=0.1), dict(likelihood="gaussian-linear", pixel_scale=0.1),
            dict(likelihood="gaussian-linear")]
 
@@ -275,6 +278,8 @@ def test_options_keep_sites_shapes_and_pyros_elbo(options):
     assert model_trace.nodes[SITE_X]["log_prob"].shape == (4, 3)
     torch.manual_seed(3)
     ours = elbo_loss(model.model, model.guide, x)
+    if hasattr(model.emitter, "trained_steps"):  # shift_sharpening's step count as before the first
+        model.emitter.trained_steps.sub_(1)
     torch.manual_seed(3)
     assert torch.allclose(ours, Trace_ELBO().differentiable_loss(model.model, model.guide, x), rtol=1e-5)
     # Every parameter the option adds is trained by the ELBO.
@@ -344,6 +349,35 @@ def test_translate_decoder_draws_one_canvas_per_f_that_z_only_moves():
     assert torch.allclose(moved[..., :2], torch.full_like(moved[..., :2], -3.0), atol=1e-5)
     assert torch.allclose(moved[..., -1, :], torch.full_like(moved[..., -1, :], -3.0), atol=1e-5)
     assert emitter.project[0].in_features == preset("tiny").model.f_dim  # the canvas never reads z
+
+
+def test_shift_sharpening_halves_the_widest_shift_kernel_per_period_of_training_steps():
+    torch.manual_seed(0)
+    emitter = tiny_model(decoder="translate", shift_sharpening=3).emitter
+    side = preset("tiny").model.image_size
+    f, z = torch.randn(2, 1, 8), torch.randn(2, 3, 2)
+    with torch.no_grad():
+        emitter.log_shift_width.fill_(math.log(100.0))  # a learned width wider than every cap
+    assert emitter.shift_width().item() == pytest.approx(side / 4)
+    for _ in range(6):  # training forward passes, one per step
+        emitter(f, z)
+    assert emitter.shift_width().item() == pytest.approx(side / 4 / 4)  # two halvings
+    with torch.no_grad():
+        emitter(f, z)  # held-out ELBOs and evaluation do not advance it
+    emitter.eval()
+    emitter(f, z)
+    assert emitter.trained_steps.item() == 6
+    # The schedule resumes from a checkpoint, and ends at its floor.
+    restored = tiny_model(decoder="translate", shift_sharpening=3).emitter
+    restored.load_state_dict(emitter.state_dict())
+    assert restored.shift_width().item() == pytest.approx(side / 16)
+    restored.trained_steps.fill_(300)
+    assert restored.shift_width().item() == pytest.approx(SHARPEST_SHIFT)
+    with torch.no_grad():
+        restored.log_shift_width.fill_(math.log(0.5))  # below the cap, the learned width holds
+    assert restored.shift_width().item() == pytest.approx(0.5)
+    # Without it the state dict is the one runs saved before the option existed.
+    assert "trained_steps" not in tiny_model(decoder="translate").emitter.state_dict()
 
 
 def test_flow_prior_is_a_normalised_density_that_samples_and_scores():
@@ -493,6 +527,8 @@ def test_a_fitted_aggregate_run_trains_like_the_papers_prior_then_fits_the_dynam
     # The held-out ELBO with the fitted prior is still Pyro's estimator (Monte Carlo KL for z).
     torch.manual_seed(3)
     ours = elbo_loss(model.model, model.guide, x)
+    if hasattr(model.emitter, "trained_steps"):  # shift_sharpening's step count as before the first
+        model.emitter.trained_steps.sub_(1)
     torch.manual_seed(3)
     assert torch.allclose(ours, Trace_ELBO().differentiable_loss(model.model, model.guide, x), rtol=1e-5)
     torch.manual_seed(3)

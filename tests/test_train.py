@@ -190,13 +190,17 @@ def test_every_elbo_option_trains(tiny_config, tmp_path, elbo):
     assert heldout[-1] > heldout[0] + 50
 
 
-@pytest.mark.parametrize("decoder", ["film", "mlp", "translate"])
+@pytest.mark.parametrize("decoder", ["film", "mlp", "translate", "translate-sharpening"])
 def test_every_decoder_option_learns(tiny_config, tmp_path, decoder):
-    config = tiny_config.override("model", decoder=decoder)
+    sharpening = {"shift_sharpening": 20} if decoder.endswith("-sharpening") else {}
+    config = tiny_config.override("model", decoder=decoder.removesuffix("-sharpening"), **sharpening)
     config = config.override("train", steps=40, eval_every=20, log_every=10)
     run = train(config, tmp_path / decoder, progress=False)
     heldout = [m["elbo_per_frame"] for m in run.metrics() if m["split"] == "test"]
-    assert run.config.model.decoder == decoder and heldout[-1] > heldout[0] + 50
+    assert run.config.model.decoder == decoder.removesuffix("-sharpening") and heldout[-1] > heldout[0] + 50
+    if sharpening:  # the schedule counted every training step and halved the widest kernel twice
+        assert run.model.emitter.trained_steps.item() == 40
+        assert run.model.emitter.shift_width().item() == pytest.approx(run.config.model.image_size / 4 / 4)
 
 
 @pytest.mark.gpu
