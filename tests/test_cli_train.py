@@ -165,6 +165,8 @@ def test_the_default_moving_mnist_run_trains_for_a_few_steps_through_the_cli(tmp
     run = load_run(out)
     assert run.step == 3 and run.config.train.max_minutes == 14.5 and run.config.model.decoder == "translate"
     assert run.config.train.f_kl_weight == 0.03
+    # The shift kernel narrows by schedule; the 3 training steps were counted for it.
+    assert run.config.model.shift_sharpening == 1500 and int(run.model.emitter.trained_steps) == 3
     # The preset's 100,000 training sequences; the flag's 64 win for this run.
     assert run.config.data.options == {"train_sequences": 100_000, "num_sequences": 64}
     assert run.model.f_prior.is_fitted

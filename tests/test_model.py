@@ -378,6 +378,10 @@ def test_shift_sharpening_halves_the_widest_shift_kernel_per_period_of_training_
     assert restored.shift_width().item() == pytest.approx(0.5)
     # Without it the state dict is the one runs saved before the option existed.
     assert "trained_steps" not in tiny_model(decoder="translate").emitter.state_dict()
+    # Only translate reads it: one-digit Moving MNIST's preset sets it, and `decoder=film` on top of
+    # that preset builds the film decoder unchanged.
+    assert tiny_model(decoder="film", shift_sharpening=3).state_dict().keys() == \
+        tiny_model(decoder="film").state_dict().keys()
 
 
 def test_flow_prior_is_a_normalised_density_that_samples_and_scores():
