@@ -25,6 +25,11 @@ def _n_halvings(image_size: int) -> int:
     return int(math.log2(image_size // FEATURE_SIDE))
 
 
+def _block_side(cfg: ModelConfig) -> int:
+    """Side of the pixel blocks folded into channels (space_to_depth; families without it: 1)."""
+    return getattr(cfg, "space_to_depth", 1)
+
+
 def gaussian_params(out: Tensor) -> tuple[Tensor, Tensor]:
     """Split a (..., 2D) output into a mean and a positive scale (softplus keeps gradients alive)."""
     loc, raw_scale = out.chunk(2, dim=-1)
@@ -47,8 +52,11 @@ class FrameFeatures(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         layers: list[nn.Module] = []
-        channels = cfg.channels
-        for _ in range(_n_halvings(cfg.image_size)):
+        block = _block_side(cfg)
+        channels = cfg.channels * block**2
+        if block > 1:  # lossless and free: each block's pixels become channels of one position
+            layers.append(nn.PixelUnshuffle(block))
+        for _ in range(_n_halvings(cfg.image_size // block)):
             layers += [nn.Conv2d(channels, cfg.conv_width, 4, 2, 1), nn.LeakyReLU(0.2)]
             channels = cfg.conv_width
         self.net = nn.Sequential(*layers)
@@ -87,13 +95,16 @@ class Emitter(nn.Module):
             projection += [nn.Linear(a, b), nn.LeakyReLU(0.2)]
         self.project = nn.Sequential(*projection)
         layers: list[nn.Module] = []
-        n = _n_halvings(cfg.image_size)
+        block = _block_side(cfg)
+        n = _n_halvings(cfg.image_size // block)
         for i in range(n):
             last = i == n - 1
-            out = cfg.channels if last else cfg.conv_width
+            out = cfg.channels * block**2 if last else cfg.conv_width
             layers.append(nn.ConvTranspose2d(cfg.conv_width, out, 4, 2, 1))
             if not last:
                 layers.append(nn.LeakyReLU(0.2))
+        if block > 1:  # the last deconvolution draws each block's pixels as channels
+            layers.append(nn.PixelShuffle(block))
         self.deconv = nn.Sequential(*layers)
         self.n_modulated = n - 1  # every deconvolution but the one that outputs pixels
         if decoder == "film" and self.n_modulated:

@@ -264,7 +264,8 @@ def test_standard_normal_prior_ignores_f():
 OPTIONS = [dict(decoder="film"), dict(decoder="mlp"), dict(decoder="translate"),
            dict(decoder="translate", shift_sharpening=2), dict(f_prior="flow"),
            dict(likelihood="gaussian", pixel_scale=0.1), dict(likelihood="gaussian-linear", pixel_scale=0.1),
-           dict(likelihood="gaussian-linear")]
+           dict(likelihood="gaussian-linear"), dict(space_to_depth=2), dict(space_to_depth=2, decoder="film"),
+           dict(space_to_depth=2, decoder="translate")]
 
 
 @pytest.mark.parametrize("options", OPTIONS, ids=lambda o: "-".join(map(str, o.values())))
@@ -382,6 +383,42 @@ def test_shift_sharpening_halves_the_widest_shift_kernel_per_period_of_training_
     # that preset builds the film decoder unchanged.
     assert tiny_model(decoder="film", shift_sharpening=3).state_dict().keys() == \
         tiny_model(decoder="film").state_dict().keys()
+
+
+def test_space_to_depth_runs_a_64px_frame_through_the_convolutions_of_a_32px_one():
+    """space_to_depth=2 folds each 2x2 pixel block into channels: lossless (every pixel reaches the
+    features, every pixel of the output is drawn), and the stride-2 layers are those of a frame of
+    half the side, at the same widths."""
+    torch.manual_seed(0)
+    folded, half = tiny_model(image_size=64, space_to_depth=2), tiny_model(image_size=32)
+
+    def layers(module, kind):
+        return [m for m in module.modules() if isinstance(m, kind)]
+
+    for part, kind in (("frame_features", nn.Conv2d), ("emitter", nn.ConvTranspose2d)):
+        ours, theirs = layers(getattr(folded, part), kind), layers(getattr(half, part), kind)
+        assert [m.weight.shape[2:] for m in ours] == [m.weight.shape[2:] for m in theirs]
+        assert [m.stride for m in ours] == [m.stride for m in theirs]
+    assert layers(folded.frame_features, nn.Conv2d)[0].in_channels == 4 * 3
+    assert layers(folded.emitter, nn.ConvTranspose2d)[-1].out_channels == 4 * 3
+    # Lossless: every one of the 64x64x3 inputs moves the features, and the logits are 64x64.
+    x = torch.rand(2, 3, 3, 64, 64, requires_grad=True)
+    folded.frame_features(x).sum().backward()
+    assert (x.grad[0, 0] != 0).all()
+    logits = folded.emitter(torch.randn(2, 1, 8), torch.randn(2, 3, 2))
+    assert logits.shape == (2, 3, 3, 64, 64)
+    # The last deconvolution's 12 output channels are the 2x2 blocks of the 3 colour channels.
+    with torch.no_grad():
+        h = folded.emitter.project(torch.randn(1, 10)).reshape(1, 8, 4, 4)
+        blocks, drawn = folded.emitter.deconv[:-1](h), folded.emitter.deconv(h)
+    assert blocks.shape == (1, 12, 32, 32) and drawn.shape == (1, 3, 64, 64)
+    assert torch.equal(drawn[0, 1, 1::2, 0::2], blocks[0, 1 * 4 + 2, :, :])  # green, lower-left pixels
+    # The paper's layout keeps its state dict (runs saved before the option load), and bad values
+    # are one-line errors.
+    assert tiny_model(space_to_depth=1).state_dict().keys() == tiny_model().state_dict().keys()
+    for bad in (3, 4):  # not a power of two the layers allow; 16 // 4 leaves no convolution
+        with pytest.raises(UserInputError, match="space_to_depth"):
+            tiny_model(space_to_depth=bad)
 
 
 def test_flow_prior_is_a_normalised_density_that_samples_and_scores():

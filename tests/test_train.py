@@ -203,6 +203,14 @@ def test_every_decoder_option_learns(tiny_config, tmp_path, decoder):
         assert run.model.emitter.shift_width().item() == pytest.approx(run.config.model.image_size / 4 / 4)
 
 
+def test_space_to_depth_learns(tiny_config, tmp_path):
+    config = tiny_config.override("model", space_to_depth=2).override("train", steps=40, eval_every=20,
+                                                                         log_every=10)
+    run = train(config, tmp_path / "folded", progress=False)
+    heldout = [m["elbo_per_frame"] for m in run.metrics() if m["split"] == "test"]
+    assert run.model.frame_features.net[0].downscale_factor == 2 and heldout[-1] > heldout[0] + 50
+
+
 @pytest.mark.gpu
 def test_training_step_never_synchronises_with_the_gpu(tiny_config, tmp_path):
     """Data sampling, ELBO, backward and Adam all stay on the device (the host reads only at logs)."""
