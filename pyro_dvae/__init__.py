@@ -12,7 +12,7 @@ Python API::
     dsa = train(preset("cpu", "sprites", family="dsa"), "runs/my-dsa")
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 from . import posterior  # noqa: E402
 from .config import DataConfig, ModelConfig, RunConfig, TrainConfig, preset  # noqa: E402

@@ -37,6 +37,9 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as err:  # a full disk, a read-only file system, a file-size limit: name the real file
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(err.errno, err.strerror, str(path)) from err
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -52,6 +55,20 @@ def _umask() -> int:
 def write_text_atomic(path: str | Path, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     return atomic_write(path, lambda fh: fh.write(text.encode()))
+
+
+def is_locked(folder: Path, name: str) -> bool:
+    """Whether a :class:`DirectoryLock` on ``folder/name`` is held now (by any process)."""
+    path = Path(folder) / name
+    if fcntl is None or not path.is_file():
+        return False
+    with open(path) as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return False
 
 
 class DirectoryLock:

@@ -15,11 +15,12 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import tomli_w
 
 from .errors import UserInputError
+from .registry import FAMILIES
 
 #: Largest seed: torch generators take 64-bit seeds and the trainer derives seed + 1, + 2, + 3.
 MAX_SEED = 2**63 - 1
@@ -29,18 +30,20 @@ LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian", "gaussian-linear
 DECODERS = ("concat", "film", "mlp", "translate")
 ELBOS = ("trace", "meanfield", "jit")
 PRECISIONS = ("fp32", "bf16")
+#: The family of configs and checkpoints that name none (those written before there were families).
+DEFAULT_FAMILY = "dvae"
 
 
 @dataclass
 class ModelConfig:
-    """Settings every model family shares (``family`` names it; see :mod:`pyro_dvae.models`).
+    """Settings every model family shares: the frames and codes, and the shared convolutional
+    networks (:mod:`pyro_dvae.nets`). ``family`` names the family (:mod:`pyro_dvae.models`).
 
-    A family's own config subclasses this with the fields only it reads (``DVAEConfig`` adds the
-    pair conv width and p(z|f); ``DSAConfig`` the LSTM width and the posterior's form), so a run's
-    ``[model]`` table holds exactly what its family reads.
+    A family's own config subclasses this (or :class:`GenerativeConfig`) with the fields only it
+    reads, so a run's ``[model]`` table holds exactly what its family reads.
     """
 
-    family: str = "dvae"
+    family: str = DEFAULT_FAMILY
     image_size: int = 64
     channels: int = 3
     f_dim: int = 256  # static code (DrNet: content vector)
@@ -48,8 +51,6 @@ class ModelConfig:
     frames: int = 3  # frames per training example: N compared pairwise (DVAE), T in a window (DSA)
     conv_width: int = 256  # filters of the frame feature convs and the decoder deconvs
     hidden: int = 512  # width of the dense layers
-    likelihood: str = "bernoulli"
-    pixel_scale: float = 0.0  # gaussian likelihoods: fixed pixel noise scale, or 0 to learn one
     # concat: the paper's linear [f, z] projection; film: f also modulates every deconv;
     # mlp: a hidden dense layer (width `hidden`) before the projection; translate: f draws a
     # canvas, z only shifts it (for data whose dynamics are a translation)
@@ -62,7 +63,10 @@ class ModelConfig:
     # same way (a sub-pixel convolution, Shi et al. 2016), so 64x64 frames cost the convolutions
     # of 32x32 ones
     space_to_depth: int = 1
-    f_prior: str = "standard-normal"  # p(f), a name registered in pyro_dvae.priors
+
+    #: Fields that configs written by earlier versions may hold and this family no longer reads:
+    #: dropped when such a config is loaded.
+    retired: ClassVar[tuple[str, ...]] = ()
 
     def validate(self) -> None:
         """Check the shared fields; families extend this with their own checks."""
@@ -76,12 +80,6 @@ class ModelConfig:
         for name in ("f_dim", "z_dim", "conv_width", "hidden"):
             if getattr(self, name) < 1:
                 raise UserInputError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.likelihood not in LIKELIHOODS:
-            raise UserInputError(
-                f"unknown likelihood {self.likelihood!r}; use one of {', '.join(LIKELIHOODS)}"
-            )
-        if not self.pixel_scale >= 0:
-            raise UserInputError(f"pixel_scale must be >= 0 (0: learned), got {self.pixel_scale}")
         if self.decoder not in DECODERS:
             raise UserInputError(f"unknown decoder {self.decoder!r}; use one of {', '.join(DECODERS)}")
         if self.shift_sharpening < 0:
@@ -89,6 +87,24 @@ class ModelConfig:
         if self.space_to_depth not in (1, 2, 4) or self.image_size // self.space_to_depth < 8:
             raise UserInputError(f"space_to_depth must be 1, 2 or 4 and leave frames of at least 8x8 "
                                  f"(image_size {self.image_size}), got {self.space_to_depth}")
+
+
+@dataclass
+class GenerativeConfig(ModelConfig):
+    """The fields of families with a pixel likelihood p(x | f, z) and a prior p(f) (the DVAE, DSA)."""
+
+    likelihood: str = "bernoulli"
+    pixel_scale: float = 0.0  # gaussian likelihoods: fixed pixel noise scale, or 0 to learn one
+    f_prior: str = "standard-normal"  # p(f), a name registered in pyro_dvae.priors
+
+    def validate(self) -> None:
+        super().validate()
+        if self.likelihood not in LIKELIHOODS:
+            raise UserInputError(
+                f"unknown likelihood {self.likelihood!r}; use one of {', '.join(LIKELIHOODS)}"
+            )
+        if not self.pixel_scale >= 0:
+            raise UserInputError(f"pixel_scale must be >= 0 (0: learned), got {self.pixel_scale}")
 
 
 @dataclass
@@ -102,6 +118,9 @@ class TrainConfig:
     elbo: str = "trace"  # trace: Monte Carlo KLs; meanfield: analytic KLs; jit: Pyro's JitTrace_ELBO
     kl_warmup: int = 0  # steps over which the KL terms are scaled up from 0 to 1 (0: none)
     f_kl_weight: float = 1.0  # beta_f: weight of the static code's KL term in training (1: the ELBO)
+    # beta_z: weight of the dynamic codes' KL term in training (1: the ELBO). With beta_f it sets
+    # what the codes may spend against the likelihood, whose size grows with the pixels of a frame
+    z_kl_weight: float = 1.0
     max_minutes: float = 0.0  # wall-clock budget: the run ends cleanly when it is spent (0: none)
     log_every: int = 50
     eval_every: int = 500
@@ -135,8 +154,10 @@ class TrainConfig:
             raise UserInputError(f"unknown precision {self.precision!r}; use one of {', '.join(PRECISIONS)}")
         if not self.f_kl_weight > 0:
             raise UserInputError(f"f_kl_weight must be positive (1: the ELBO), got {self.f_kl_weight}")
-        if self.elbo == "jit" and self.f_kl_weight != 1:
-            raise UserInputError("--elbo jit compiles the plain ELBO; set --f-kl-weight 1 or use --elbo trace")
+        if not self.z_kl_weight > 0:
+            raise UserInputError(f"z_kl_weight must be positive (1: the ELBO), got {self.z_kl_weight}")
+        if self.elbo == "jit" and (self.f_kl_weight != 1 or self.z_kl_weight != 1):
+            raise UserInputError("--elbo jit compiles the plain ELBO; set the KL weights to 1 or use --elbo trace")
         if self.elbo == "jit" and self.kl_warmup:
             raise UserInputError("--elbo jit compiles a fixed KL weight; set --kl-warmup 0 or use --elbo trace")
 
@@ -150,9 +171,7 @@ class DataConfig:
 
 
 def _default_model() -> ModelConfig:
-    from .models import get_family
-
-    return get_family("dvae").config_class()
+    return FAMILIES.get(DEFAULT_FAMILY).config_class()
 
 
 @dataclass
@@ -176,17 +195,22 @@ class RunConfig:
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
         """Build from sections; ``[model] family`` picks the model's config class (default dvae,
         so configs and checkpoints written before there were families load as they did)."""
-        from .models import get_family
-
         unknown = set(d) - {"model", "train", "data"}
         if unknown:
             raise UserInputError(f"unknown config section(s) {sorted(unknown)}; use model, train, data")
-        model = dict(d.get("model", {}))
-        family = get_family(model.setdefault("family", "dvae"))
+        model = d.get("model", {})
+        if not isinstance(model, dict):
+            raise UserInputError(f"[model] must be a table of settings, got {model!r}")
+        model = dict(model)
+        family = FAMILIES.get(model.setdefault("family", DEFAULT_FAMILY))
+        for name in family.config_class.retired:
+            model.pop(name, None)
+        data = _build(DataConfig, d.get("data", {}), "data")
+        check_types(data, "data")  # at once: a string where a table of options belongs is merged next
         return cls(
             model=_build(family.config_class, model, "model"),
             train=_build(TrainConfig, d.get("train", {}), "train"),
-            data=_build(DataConfig, d.get("data", {}), "data"),
+            data=data,
         )
 
     def override(self, section: str, **values: Any) -> RunConfig:
@@ -258,13 +282,11 @@ def _build(cls, values: dict[str, Any], section: str):
 PRESETS = ("paper", "cpu", "tiny")
 
 
-def preset(name: str, source: str = "sprites", family: str = "dvae") -> RunConfig:
+def preset(name: str, source: str = "sprites", family: str = DEFAULT_FAMILY) -> RunConfig:
     """The named preset of a model family for a data source (channels follow the source)."""
-    from .models import get_family
-
     if name not in PRESETS:
         raise UserInputError(f"unknown preset {name!r}; use one of {', '.join(PRESETS)}")
-    fam = get_family(family)
+    fam = FAMILIES.get(family)
     settings = fam.preset(name, source)
     return RunConfig(fam.config_class(**settings.get("model", {})), TrainConfig(**settings.get("train", {})),
                      DataConfig(source=source, options=dict(settings.get("data", {}))))

@@ -10,6 +10,11 @@ class PyroDVAEError(Exception):
     exit_code = 1
 
 
+class DataWarning(UserWarning):
+    """Something about the user's data was worked around (files skipped, a damaged cache rebuilt); the
+    message says what, one line each. The CLI prints it as ``warning: MESSAGE``."""
+
+
 class UserInputError(PyroDVAEError, ValueError):
     """Invalid input from the user: a bad path, shape, type, name or value."""
 

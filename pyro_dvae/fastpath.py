@@ -11,8 +11,8 @@
                          unchanged and load into an uncompiled model).
 
 All three work on a CPU too (bf16 autocast is slow there without AVX-512 BF16; compile needs a C
-compiler), which is how the tests check them. Defaults are off: see the README's GPU section for
-what ``benchmarks/step_time.py --device cuda`` measures for each.
+compiler), which is how the tests check them. Defaults are off: see docs/performance.md for
+what ``benchmarks/speed/step_time.py --device cuda`` measures for each.
 """
 
 from __future__ import annotations

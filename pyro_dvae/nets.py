@@ -25,11 +25,6 @@ def _n_halvings(image_size: int) -> int:
     return int(math.log2(image_size // FEATURE_SIDE))
 
 
-def _block_side(cfg: ModelConfig) -> int:
-    """Side of the pixel blocks folded into channels (space_to_depth; families without it: 1)."""
-    return getattr(cfg, "space_to_depth", 1)
-
-
 def gaussian_params(out: Tensor) -> tuple[Tensor, Tensor]:
     """Split a (..., 2D) output into a mean and a positive scale (softplus keeps gradients alive)."""
     loc, raw_scale = out.chunk(2, dim=-1)
@@ -52,7 +47,7 @@ class FrameFeatures(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         layers: list[nn.Module] = []
-        block = _block_side(cfg)
+        block = cfg.space_to_depth
         channels = cfg.channels * block**2
         if block > 1:  # lossless and free: each block's pixels become channels of one position
             layers.append(nn.PixelUnshuffle(block))
@@ -86,7 +81,7 @@ class Emitter(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.width = cfg.conv_width
-        decoder = getattr(cfg, "decoder", "concat")
+        decoder = cfg.decoder
         self.translate = decoder == "translate"
         widths = [cfg.f_dim + (0 if self.translate else cfg.z_dim), *([cfg.hidden] if decoder == "mlp" else []),
                   cfg.conv_width * FEATURE_SIDE**2]
@@ -95,7 +90,7 @@ class Emitter(nn.Module):
             projection += [nn.Linear(a, b), nn.LeakyReLU(0.2)]
         self.project = nn.Sequential(*projection)
         layers: list[nn.Module] = []
-        block = _block_side(cfg)
+        block = cfg.space_to_depth
         n = _n_halvings(cfg.image_size // block)
         for i in range(n):
             last = i == n - 1
@@ -132,12 +127,12 @@ class Emitter(nn.Module):
             # Logit of what a shift uncovers outside the canvas (learned with the rest).
             self.background = nn.Parameter(torch.zeros(()))
             # shift_sharpening: while training, the width is at most side/4 halved every that many
-            # steps, down to SHARPEST_SHIFT. Learned alone, it settles near 2.4 px at 32x32 with a
-            # canvas pre-sharpened for that blur (blur and canvas trade at no cost in likelihood,
-            # so nothing narrows it), and a pre-sharpened canvas draws a digit's details worse
-            # (docs/ablation.md). The training forward passes taken (one per DVAE step) are a buffer,
-            # so the schedule resumes with the checkpoint; runs without it keep their state dict.
-            self.sharpening = getattr(cfg, "shift_sharpening", 0)
+            # steps, down to SHARPEST_SHIFT. Learned alone it stays wide, with a canvas pre-sharpened
+            # for that blur (the two trade at no cost in likelihood, so nothing narrows it), which
+            # draws a digit's details worse. The training forward passes taken (one per DVAE step)
+            # are a buffer, so the schedule resumes with the checkpoint; runs without it keep their
+            # state dict.
+            self.sharpening = cfg.shift_sharpening
             if self.sharpening:
                 self.register_buffer("trained_steps", torch.zeros(()))
 
@@ -191,11 +186,3 @@ class Emitter(nn.Module):
             logits = h
         return logits
 
-
-def __getattr__(name: str):
-    # The DVAE's own encoders moved to its family package; old imports keep working.
-    if name in ("StaticEncoder", "DynamicEncoder"):
-        from .models.dvae import nets
-
-        return getattr(nets, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

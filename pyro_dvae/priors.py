@@ -1,8 +1,10 @@
 """Priors p(z | f) and p(f): the extension point of the model.
 
 A prior is a small ``nn.Module`` registered under a name; the model looks it up by the name in
-``ModelConfig`` (``z_prior`` / ``f_prior``), so a new prior needs no change to the guide, the
-trainer or the CLI, and checkpoints that name it load wherever it is registered.
+its config (``z_prior`` / ``f_prior``), so a new prior needs no change to the guide, the
+trainer or the CLI, and checkpoints that name it load wherever it is registered. The built-in
+priors are found as a plugin's would be: through the ``pyro_dvae.z_priors`` and
+``pyro_dvae.f_priors`` entry points that pyproject.toml declares (:mod:`pyro_dvae.registry`).
 
 Interfaces
 ----------
@@ -36,70 +38,73 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
-from . import plugins
 from .config import ModelConfig
 from .errors import UserInputError
 from .nets import gaussian_params, mlp
+from .registry import F_PRIORS, Z_PRIORS
 
 PriorFactory = Callable[[ModelConfig], nn.Module]
-_Z_PRIORS: dict[str, PriorFactory] = {}
-_F_PRIORS: dict[str, PriorFactory] = {}
-
-
-def _register(table: dict[str, PriorFactory], name: str):
-    def decorate(factory: PriorFactory) -> PriorFactory:
-        table[name] = factory
-        return factory
-
-    return decorate
 
 
 def register_z_prior(name: str):
     """Decorator registering a p(z | f) factory ``cfg -> nn.Module`` under ``name``."""
-    return _register(_Z_PRIORS, name)
+    return Z_PRIORS.decorator(name)
 
 
 def register_f_prior(name: str):
     """Decorator registering a p(f) factory ``cfg -> nn.Module`` under ``name``."""
-    return _register(_F_PRIORS, name)
-
-
-def _with_plugins(table: dict[str, PriorFactory], kind: str) -> dict[str, PriorFactory]:
-    """``table`` after the priors that installed packages declare (entry points) joined it."""
-    group = plugins.Z_PRIORS if kind == "z" else plugins.F_PRIORS
-    plugins.load_plugins(group, lambda name, factory: _register(table, name)(factory), lambda: table)
-    return table
-
-
-def _make(table: dict[str, PriorFactory], kind: str, name: str, cfg: ModelConfig) -> nn.Module:
-    if name not in _with_plugins(table, kind):
-        if broken := plugins.broken_plugin(plugins.Z_PRIORS if kind == "z" else plugins.F_PRIORS, name):
-            raise broken
-        raise UserInputError(
-            f"unknown {kind} prior {name!r}; registered: {', '.join(sorted(table))}"
-            f" (register yours with pyro_dvae.priors.register_{kind}_prior before loading, or declare it"
-            f" in your package's entry points, group {plugins.Z_PRIORS if kind == 'z' else plugins.F_PRIORS})"
-        )
-    return table[name](cfg)
+    return F_PRIORS.decorator(name)
 
 
 def make_z_prior(cfg: ModelConfig) -> nn.Module:
-    return _make(_Z_PRIORS, "z", cfg.z_prior, cfg)
+    return Z_PRIORS.get(cfg.z_prior)(cfg)
 
 
 def make_f_prior(cfg: ModelConfig) -> nn.Module:
-    return _make(_F_PRIORS, "f", cfg.f_prior, cfg)
+    return F_PRIORS.get(cfg.f_prior)(cfg)
 
 
 def z_prior_names() -> list[str]:
-    return sorted(_with_plugins(_Z_PRIORS, "z"))
+    return Z_PRIORS.names()
 
 
 def f_prior_names() -> list[str]:
-    return sorted(_with_plugins(_F_PRIORS, "f"))
+    return F_PRIORS.names()
 
 
-@register_z_prior("conditional-gaussian")
+class TwoStagePrior(nn.Module):
+    """A prior that trains as a simple one and is fitted to the trained model's posteriors after
+    training (the model's :meth:`~pyro_dvae.models.base.SequenceModel.fit_after_training` calls
+    :meth:`fit_after_training`). Each draws its posteriors with a generator of its own seeded with
+    ``seed``, so the fit depends only on the final model: a resumed run fits as an uninterrupted one.
+    """
+
+    def fit_after_training(self, model, data, n_frames: int, seed: int, batch_size: int) -> str:
+        """Fit to the posteriors of ``model`` on training frame sets ``data`` (drawn ``n_frames`` at a
+        time, as the model trains on them); returns one line saying what was fitted."""
+        raise NotImplementedError
+
+
+def _training_examples(model, data, n_frames: int, count: int, rng: torch.Generator, batch_size: int,
+                       pool: torch.Tensor | None = None):
+    """Batches of ``count`` training examples in all (sets drawn from ``pool``, default all), each
+    ``n_frames`` frames as the model trains on them: yields frames (b, n_frames, C, S, S)."""
+    for start in range(0, count, batch_size):
+        size = min(batch_size, count - start)
+        if pool is None:
+            chosen = torch.randint(len(data), (size,), generator=rng, device=data.device)
+        else:
+            chosen = pool[torch.randint(len(pool), (size,), generator=rng, device=pool.device)]
+        pick = data.window_frame_indices if model.ordered else data.sample_frame_indices
+        yield data.frames(chosen[:, None], pick(chosen, n_frames, rng))
+
+
+def _draw_static(model, x: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+    """f ~ q(f | x) for each example of x."""
+    loc, scale = model.encode_static(x, rng)
+    return loc + scale * torch.randn(loc.shape, generator=rng, device=loc.device)
+
+
 class ConditionalGaussianPrior(nn.Module):
     """The paper's p(z | f) = N(h_mu(f), diag h_sigma2(f)): dynamics that depend on identity."""
 
@@ -112,8 +117,7 @@ class ConditionalGaussianPrior(nn.Module):
         return dist.Normal(loc, scale).to_event(1)
 
 
-@register_z_prior("fitted-aggregate")
-class FittedAggregateZPrior(ConditionalGaussianPrior):
+class FittedAggregateZPrior(ConditionalGaussianPrior, TwoStagePrior):
     """Two-stage p(z | f): the paper's conditional Gaussian while training, then the aggregate posterior.
 
     Training is the paper's (the same network under the same names, so a run trains bitwise as
@@ -123,11 +127,8 @@ class FittedAggregateZPrior(ConditionalGaussianPrior):
     that maximises the ELBO given the guide (Hoffman & Johnson 2016; a VampPrior whose pseudo-inputs
     are real frames, Tomczak & Welling 2018). The poses of a data set lie on thin curves in z; one
     Gaussian per f puts much of its mass between them, where the decoder blends poses and a small
-    region like the skin takes the colour of its neighbours. On Sprites (cpu preset, seed 0, 13
-    minutes) skin with z resampled rose from 88.5% under the trained Gaussian to 98.0%, the 97.9% of
-    reconstructions, and the held-out ELBO by 2 nats per frame (docs/ablation.md). The mixture does
-    not depend on f: poses are shared by identities here, and a mixture density network
-    conditioned on f scored lower (skin 63% against 76%, a 60-minute run on all 178 poses).
+    region like the skin takes the colour of its neighbours (docs/ablation.md measures it). The
+    mixture does not depend on f: the poses of a data set are shared by its identities.
     """
 
     def __init__(self, cfg: ModelConfig, exemplars: int = 4096):
@@ -161,8 +162,20 @@ class FittedAggregateZPrior(ConditionalGaussianPrior):
         self.fitted.fill_(True)
         self.is_fitted = True
 
+    @torch.no_grad()
+    def fit_after_training(self, model, data, n_frames: int, seed: int, batch_size: int) -> str:
+        """Keep q(z | f, x_t) of ``exemplars`` training frames, each example's f drawn from q(f | x_S)."""
+        rng = torch.Generator(model.device).manual_seed(seed)
+        locs, scales = [], []
+        sets = -(-self.exemplars // n_frames)  # rounded up
+        for x in _training_examples(model, data, n_frames, sets, rng, batch_size):
+            z_loc, z_scale = model.encode_dynamic(x, _draw_static(model, x, rng))
+            locs.append(z_loc.flatten(0, 1))
+            scales.append(z_scale.flatten(0, 1))
+        self.fit(torch.cat(locs), torch.cat(scales))
+        return f"p(z | f) is now the aggregate posterior of {self.exemplars} training frames"
 
-@register_z_prior("standard-normal")
+
 class StandardNormalZPrior(nn.Module):
     """p(z | f) = N(0, I): dynamics independent of identity (an ablation of the paper's prior)."""
 
@@ -175,7 +188,6 @@ class StandardNormalZPrior(nn.Module):
         return dist.Normal(loc, torch.ones_like(loc)).to_event(1)
 
 
-@register_f_prior("standard-normal")
 class StandardNormalFPrior(nn.Module):
     """The paper's p(f) = N(0, I)."""
 
@@ -188,7 +200,6 @@ class StandardNormalFPrior(nn.Module):
         return dist.Normal(loc, torch.ones_like(loc)).to_event(1)
 
 
-@register_f_prior("flow")
 class FlowFPrior(nn.Module):
     """A learned p(f): N(0, I) pushed through affine coupling layers (RealNVP), trained with the ELBO.
 
@@ -221,8 +232,7 @@ class FlowFPrior(nn.Module):
         return dist.TransformedDistribution(dist.Normal(loc, torch.ones_like(loc)).to_event(1), transforms)
 
 
-@register_f_prior("fitted-flow")
-class FittedFlowFPrior(nn.Module):
+class FittedFlowFPrior(TwoStagePrior):
     """Two-stage p(f): N(0, I) while the model trains, then a flow fitted to the posterior codes.
 
     Training keeps the paper's prior, so it keeps the paper's training dynamics (a flow trained
@@ -286,6 +296,25 @@ class FittedFlowFPrior(nn.Module):
         self.fitted.fill_(True)
         self.is_fitted = True
         return self._mean_log_density(target)
+
+    @torch.no_grad()
+    def fit_after_training(self, model, data, n_frames: int, seed: int, batch_size: int,
+                           sets: int = 8192) -> str:
+        """Fit the flow to f ~ q(f | x_S) of ``sets`` training examples; every tenth set of ``data``
+        is held out of the fit to choose when to stop it (see :meth:`fit`)."""
+        rng = torch.Generator(model.device).manual_seed(seed)
+        every = torch.arange(len(data), device=data.device)
+        held_out_sets = every[every % 10 == 0] if len(data) >= 10 else every[:0]
+        fit_sets = every[every % 10 != 0] if len(held_out_sets) else every
+
+        def codes(pool: torch.Tensor, count: int) -> torch.Tensor:
+            return torch.cat([_draw_static(model, x, rng)
+                              for x in _training_examples(model, data, n_frames, count, rng, batch_size, pool)])
+
+        held_out = codes(held_out_sets, sets // 8) if len(held_out_sets) else None
+        score = self.fit(codes(fit_sets, sets), seed, held_out)
+        return f"fitted p(f) to the posterior codes of {sets} training examples (mean log-density of " \
+               f"held-out codes {score:.1f})"
 
     @torch.no_grad()
     def _mean_log_density(self, f: torch.Tensor) -> float:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from .atomic import is_locked
 from .checkpoint import load_checkpoint
 from .config import RunConfig
 from .data import FrameSets, load_frame_sets
@@ -168,6 +169,13 @@ class Run:
 
     def metrics(self) -> list[dict]:
         return read_metrics(self.path / METRICS_FILE)
+
+
+def describe(run: Run) -> str:
+    """Which checkpoint a command read: the run and its step, and whether the run is training now
+    (checkpoints are written whole and then renamed, so a reader always gets the last complete one)."""
+    training = is_locked(run.path, f".{CHECKPOINT_FILE}.lock")
+    return f"{run.path} at step {run.step}" + (" (training now: its last complete checkpoint)" if training else "")
 
 
 def load_run(path: str | Path, device: str = "cpu") -> Run:

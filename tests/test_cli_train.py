@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from pyro_dvae import __version__
 from pyro_dvae.cli import main
+from pyro_dvae.errors import UserInputError
 from pyro_dvae.runs import load_run
 
 TINY = ["--data", "squares", "--preset", "tiny", "--quiet", "--data-option", "num_sets=32"]
@@ -123,7 +124,7 @@ def test_no_flags_means_cpu_preset_on_a_machine_without_cuda(tmp_path, monkeypat
 
     def fake_train(config, out, progress=True):
         seen["config"] = config
-        raise training.UserInputError("stop here")
+        raise UserInputError("stop here")
 
     monkeypatch.setattr(training, "train", fake_train)
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from pyro_dvae.cli import main
-from pyro_dvae.data import PATH_SOURCES, SOURCES, load_frame_sets
+from pyro_dvae.data import PATH_SOURCES, load_frame_sets, source_descriptions
 from pyro_dvae.data.arrays import split_indices
 from pyro_dvae.data.decode import FaceFinder, FrameDecoder
 from pyro_dvae.data.files import DataWarning
@@ -133,7 +133,7 @@ def test_train_sequences_sizes_the_training_split_only():
 def test_moving_mnist_options_are_checked():
     with pytest.raises(UserInputError, match="known options: digits, num_sequences, train_sequences"):
         load_frame_sets("moving-mnist", speed=2)
-    with pytest.raises(UserInputError, match="one digit"):
+    with pytest.raises(UserInputError, match="moving-mnist-1 has digits=1"):
         load_frame_sets("moving-mnist-1", digits=2)
     with pytest.raises(UserInputError, match="digits=1 or digits=2"):
         load_frame_sets("moving-mnist", digits=3)
@@ -148,7 +148,7 @@ def test_official_moving_mnist_file_is_memory_mapped_time_first(tmp_path):
     train = load_frame_sets(tmp_path / "mnist_test_seq.npy", "train")
     test = load_frame_sets(tmp_path / "mnist_test_seq.npy", "test")
     assert (len(train), len(test)) == (3, 1) and train.set_sizes.tolist() == [20, 20, 20]
-    assert isinstance(train._arrays[0], np.memmap)
+    assert train.memory_mapped
     np.testing.assert_array_equal((train.sequence(2)[:, 0] * 255).round().numpy(), official[:, 2])
     np.testing.assert_array_equal((test.sequence(0)[:, 0] * 255).round().numpy(), official[:, 3])
 
@@ -195,7 +195,7 @@ def test_corrupt_array_file_and_missing_path(tmp_path):
     (tmp_path / "broken.npy").write_bytes(b"not numpy")
     with pytest.raises(UserInputError, match="cannot read .* as a numpy array"):
         load_frame_sets(tmp_path / "broken.npy")
-    with pytest.raises(UserInputError, match="neither a built-in name"):
+    with pytest.raises(UserInputError, match="neither a registered name"):
         load_frame_sets(tmp_path / "nowhere")
 
 
@@ -350,9 +350,8 @@ def test_face_crop_falls_back_to_the_centre_without_faces(tmp_path):
 
 def test_face_box_is_a_square_around_the_largest_face_and_tracks_it():
     pytest.importorskip("cv2")
-    finder = FaceFinder()
     detections = [[(10, 20, 30, 30), (200, 100, 8, 8)], []]
-    finder._detector = SimpleNamespace(detectMultiScale=lambda *args, **kwargs: detections.pop(0))
+    finder = FaceFinder(detector=SimpleNamespace(detectMultiScale=lambda *args, **kwargs: detections.pop(0)))
     frame = np.zeros((120, 300, 3), np.uint8)
     # 1.4 x 30 = 42 px, centred on the face centre (25, 35).
     assert finder.box(frame) == (4, 14, 46, 56)
@@ -367,8 +366,9 @@ def test_data_help_and_sources_list_every_source():
     for args in (["data", "--help"], ["data", "sources"]):
         result = runner.invoke(main, args)
         assert result.exit_code == 0, result.output
-        for name in (*SOURCES, *PATH_SOURCES):
+        for name in (*source_descriptions(), *PATH_SOURCES):
             assert name in result.output
+    assert {"sprites", "squares", "moving-mnist", "moving-mnist-1"} <= set(source_descriptions())
 
 
 @pytest.mark.parametrize("kind", ["videos", "images", "array", "moving-mnist-1"])

@@ -255,7 +255,7 @@ def test_fast_path_options_compute_the_same_elbo():
 
 def test_compiled_networks_compute_the_same_elbo_and_keep_checkpoint_keys(monkeypatch):
     # aot_eager: dynamo's graph capture and AOT autograd, as with inductor, without a minute of C++
-    # compilation per test run (inductor itself is timed by benchmarks/step_time.py --fast-path).
+    # compilation per test run (inductor itself is timed by benchmarks/speed/step_time.py --fast-path).
     monkeypatch.setattr(fastpath, "COMPILE_BACKEND", "aot_eager")
     loss, grads = _loss_and_grads()
     compiled, compiled_grads = _loss_and_grads(compile=True)

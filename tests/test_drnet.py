@@ -3,20 +3,11 @@ on a tiny run, exact resume, and a short learning test on moving squares."""
 
 from __future__ import annotations
 
-import json
-
-import pytest
 import torch
-from click.testing import CliRunner
-from squares_measures import centre, colour
 
 from pyro_dvae import posterior
-from pyro_dvae.cli import main
 from pyro_dvae.config import preset
-from pyro_dvae.data import load_frame_sets
 from pyro_dvae.models.drnet import DrNet, DrNetPlan
-from pyro_dvae.runs import load_run
-from pyro_dvae.training import train
 
 
 def tiny(**train_overrides):
@@ -96,71 +87,7 @@ def test_draws_four_distinct_frames_of_each_window():
     assert ((picked // 6) == torch.arange(5)[:, None]).all()  # all from their own window
 
 
-# -- every command, exact resume ---------------------------------------------------------------
-
-
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def test_every_command_runs_on_a_drnet_run_and_resume_is_exact(tmp_path):
-    config = preset("tiny", "squares", "drnet").override("data", options={"num_sets": 16, "motion": "bounce"})
-    full = train(config.override("train", steps=12), tmp_path / "full", progress=False)
-    args = ["train", "--model", "drnet", "--data", "squares", "--preset", "tiny", "--steps", "6", "--quiet",
-            "--data-option", "num_sets=16", "--data-option", "motion=bounce", "--out", tmp_path / "run"]
-    result = invoke(*args)
-    assert result.exit_code == 0, result.output
-    result = invoke("train", "--resume", tmp_path / "run", "--steps", "12", "--quiet")
-    assert result.exit_code == 0, result.output
-    resumed = load_run(tmp_path / "run")
-    assert isinstance(resumed.model, DrNet) and resumed.step == 12
-    for (name, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
-        assert torch.equal(a, b), name
-
-    result = invoke("sample", tmp_path / "run", "--out", tmp_path / "s", "--frames", "4", "--sequences", "3")
-    assert result.exit_code == 0, result.output
-    assert {p.stem for p in (tmp_path / "s").glob("*.png")} == {"transfers", "transfer_grid"}
-    result = invoke("sample", tmp_path / "run", "--out", tmp_path / "s2", "--from", "prior")
-    assert result.exit_code == 1 and "DrNet has no prior" in result.output
-    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "s2").exists()
-
-    result = invoke("inspect", tmp_path / "run", "--out", tmp_path / "i", "--frames", "4", "--sequences", "3")
-    assert result.exit_code == 0, result.output
-    figures = {p.stem for p in (tmp_path / "i").glob("*.png")}
-    assert {"swaps", "interpolation", "interpolation_dynamic", "reconstructions"} <= figures
-    assert "latent_manifold" not in figures
-    assert "cannot draw dynamics from a prior" in (tmp_path / "i" / "index.md").read_text()
-
-    result = invoke("evaluate", tmp_path / "run", "--seeds", "1", "--quiet", "--out", tmp_path / "e.json")
-    assert result.exit_code == 0, result.output
-    report = json.loads((tmp_path / "e.json").read_text())
-    assert report["model"] == "drnet" and "other test sequence" in report["resampled_from"]["static"]
-    assert "elbo_per_frame" not in report["metrics"]["reconstruction"]
-
-
-# -- learning ------------------------------------------------------------------------------------
-
-
-@pytest.mark.slow
-def test_swapping_content_moves_colour_and_keeps_position(tmp_path):
-    """After a short run on bouncing squares, content carries the colour and pose the position."""
-    config = preset("tiny", "squares", "drnet").override(
-        "data", options={"num_sets": 256, "motion": "bounce", "frames_per_set": 12})
-    config = config.override("model", conv_width=32, hidden=64, f_dim=8, z_dim=4, frames=8)
-    config = config.override("train", steps=1000, batch_size=32, log_every=100, eval_every=1000,
-                             checkpoint_every=1000)
-    run = train(config, tmp_path / "run", progress=False)
-    test = load_frame_sets("squares", "test", motion="bounce", frames_per_set=12)
-    a, b = torch.arange(32), torch.arange(32, 64)
-    xa, xb = test.frames(a[:, None], torch.arange(6)), test.frames(b[:, None], torch.arange(6))
-    differ = test.colours[a] != test.colours[b]
-    swapped = posterior.swap(run.model, xa, xb)  # content from A, pose from B
-    colour_err_a = (colour(swapped) - colour(xa)).abs().mean(-1)[differ].mean()
-    colour_err_b = (colour(swapped) - colour(xb)).abs().mean(-1)[differ].mean()
-    pos_err_b = (centre(swapped) - centre(xb)).norm(dim=-1).mean()
-    pos_err_a = (centre(swapped) - centre(xa)).norm(dim=-1).mean()
-    assert colour_err_a < 0.2 < colour_err_b
-    assert pos_err_b < 2.0 < pos_err_a
+# (learning, every command and an exact resume: tests/test_every_family.py)
 
 
 def test_static_consistency_reads_sets_shorter_than_the_training_window():

@@ -3,28 +3,20 @@ learning, and every command on a tiny DSA run."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 from click.testing import CliRunner
 from pyro import poutine
-from pyro.infer import Trace_ELBO
-from squares_measures import centre, colour
 
-from pyro_dvae import posterior
 from pyro_dvae.cli import main
 from pyro_dvae.config import preset
 from pyro_dvae.data import load_frame_sets
 from pyro_dvae.data.sprites import SpritesActions, sprites_eval_sequences
-from pyro_dvae.elbo import elbo_loss
 from pyro_dvae.models import get_family
 from pyro_dvae.models.base import PLATE_FRAMES, PLATE_SETS, SITE_F, SITE_X, SITE_Z
 from pyro_dvae.models.dsa import DSA, DSAConfig
 from pyro_dvae.models.dsa.nets import SequentialPrior
 from pyro_dvae.nets import gaussian_params
-from pyro_dvae.runs import load_run
-from pyro_dvae.training import train
 
 
 def tiny_dsa(**overrides) -> DSA:
@@ -59,21 +51,6 @@ def test_sites_plates_and_shapes(posterior_form, length):
     assert [f.name for f in sites[SITE_Z]["cond_indep_stack"]] == [PLATE_SETS]
     assert {f.name for f in sites[SITE_X]["cond_indep_stack"]} == {PLATE_SETS, PLATE_FRAMES}
     assert torch.equal(guide_trace.nodes[SITE_Z]["value"], sites[SITE_Z]["value"])
-
-
-@pytest.mark.parametrize("posterior_form", ["factorised", "full"])
-def test_elbo_matches_pyro_trace_elbo(posterior_form):
-    model = tiny_dsa(posterior=posterior_form)
-    x = torch.rand(5, 4, 3, 16, 16)
-    torch.manual_seed(1)
-    ours = elbo_loss(model.model, model.guide, x)
-    torch.manual_seed(1)
-    pyros = Trace_ELBO().differentiable_loss(model.model, model.guide, x)
-    assert torch.allclose(ours, pyros, rtol=1e-5)
-    weight = model.dynamics.out.weight  # the LSTM prior is trained through the ELBO too
-    g1 = torch.autograd.grad(ours, weight)[0]
-    g2 = torch.autograd.grad(pyros, weight)[0]
-    assert g1.abs().sum() > 0 and torch.allclose(g1, g2, rtol=1e-4, atol=1e-6)
 
 
 def test_f_kl_weight_weighs_only_the_static_codes_term_in_dsa():
@@ -174,79 +151,12 @@ def test_sprites_ordered_view_is_the_action_sequences():
     assert torch.equal(data.frames(torch.arange(18)[:, None], torch.arange(8)), seqs.frames())
 
 
-# -- learning ----------------------------------------------------------------------------------
-
-
-@pytest.mark.slow
-def test_dsa_learns_colour_in_f_position_in_z_and_motion_in_its_prior(tmp_path):
-    """A short run (about a minute) on bouncing squares: swaps follow f for colour and z for
-    position, and the learned prior prefers the real order of posterior trajectories to a
-    shuffled one."""
-    config = preset("tiny", "squares", "dsa").override(
-        "data", options={"num_sets": 256, "motion": "bounce", "frames_per_set": 12})
-    config = config.override("model", conv_width=32, hidden=64, rnn_hidden=32, frames=6)
-    config = config.override("train", steps=1500, batch_size=32, lr=2e-3, log_every=100, eval_every=1500,
-                             checkpoint_every=1500)
-    run = train(config, tmp_path / "run", progress=False)
-    test = load_frame_sets("squares", "test", motion="bounce", frames_per_set=12)
-    a, b = torch.arange(32), torch.arange(32, 64)
-    xa, xb = test.frames(a[:, None], torch.arange(6)), test.frames(b[:, None], torch.arange(6))
-    differ = test.colours[a] != test.colours[b]
-    swapped = posterior.swap(run.model, xa, xb)
-    colour_err_a = (colour(swapped) - colour(xa)).abs().mean(-1)[differ].mean()
-    colour_err_b = (colour(swapped) - colour(xb)).abs().mean(-1)[differ].mean()
-    pos_err_b = (centre(swapped) - centre(xb)).norm(dim=-1).mean()
-    pos_err_a = (centre(swapped) - centre(xa)).norm(dim=-1).mean()
-    assert colour_err_a < 0.2 < colour_err_b
-    assert pos_err_b < 2.0 < pos_err_a
-    with torch.no_grad():
-        f, z = posterior.encode(run.model, xa)
-        ordered = run.model.dynamics_prior(f, z).log_prob(z).sum(-1)
-        shuffled_z = z[:, torch.randperm(6, generator=torch.Generator().manual_seed(1))]
-        shuffled = run.model.dynamics_prior(f, shuffled_z).log_prob(shuffled_z).sum(-1)
-    assert (ordered > shuffled).float().mean() > 0.8
-
-
-# -- every command on a tiny DSA run -----------------------------------------------------------
+# -- settings of other families ------------------------------------------------------------------
+# (learning, the ELBO and every command: tests/test_every_family.py)
 
 
 def invoke(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def test_every_command_runs_on_a_dsa_run(tmp_path):
-    run_dir = tmp_path / "run"
-    result = invoke("train", "--model", "dsa", "--data", "squares", "--preset", "tiny", "--steps", "6",
-                    "--data-option", "num_sets=16", "--data-option", "motion=bounce",
-                    "--model-option", "posterior=full", "--out", run_dir, "--quiet")
-    assert result.exit_code == 0, result.output
-    assert "model: dsa" in result.output
-    assert 'family = "dsa"' in (run_dir / "config.toml").read_text()
-    assert 'posterior = "full"' in (run_dir / "config.toml").read_text()
-    # Later commands read the family from the run: no --model flag.
-    result = invoke("train", "--resume", run_dir, "--steps", "10", "--quiet")
-    assert result.exit_code == 0, result.output
-    run = load_run(run_dir)
-    assert isinstance(run.model, DSA) and run.step == 10 and run.config.model.posterior == "full"
-
-    result = invoke("sample", run_dir, "--out", tmp_path / "samples", "--sequences", "3", "--frames", "5")
-    assert result.exit_code == 0, result.output
-    assert {p.stem for p in (tmp_path / "samples").glob("*.png")} == {
-        "prior_sequences", "prior_shared_dynamics", "prior_swaps"}
-
-    result = invoke("inspect", run_dir, "--out", tmp_path / "inspect", "--sequences", "3", "--frames", "4",
-                    "--draws", "4")
-    assert result.exit_code == 0, result.output
-    figures = {p.stem for p in (tmp_path / "inspect").glob("*.png")}
-    assert {"trajectories", "latent_manifold", "swaps", "arviz_z_forest"} <= figures
-    results = json.loads((tmp_path / "inspect" / "results.json").read_text())
-    assert results["model"] == "dsa" and "static_consistency_ratio" in results
-
-    result = invoke("evaluate", run_dir, "--seeds", "1", "--out", tmp_path / "eval.json", "--quiet")
-    assert result.exit_code == 0, result.output
-    report = json.loads((tmp_path / "eval.json").read_text())
-    assert report["model"] == "dsa" and report["protocol"] == "generic"
-    assert "elbo_per_frame" in report["metrics"]["reconstruction"]
 
 
 def test_dvae_only_settings_are_refused_for_dsa(tmp_path):

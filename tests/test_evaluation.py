@@ -16,11 +16,10 @@ from pyro_dvae import train
 from pyro_dvae.cli import main
 from pyro_dvae.config import preset
 from pyro_dvae.data.sprites import EVAL_CELLS, SPRITE_CELLS, SpriteCompositor, decode_identity, split_identities
-from pyro_dvae.evaluation import judges, metrics
+from pyro_dvae.evaluation import evaluate_run, judges, metrics
 from pyro_dvae.evaluation.judges import JudgeSettings, get_judge, load_judge, save_judge, train_judge
 from pyro_dvae.evaluation.metrics import centre_of_mass
-from pyro_dvae.evaluation.protocols import evaluate_run
-from pyro_dvae.model import DVAE
+from pyro_dvae.models.dvae import DVAE
 from pyro_dvae.runs import Run
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "metrics.md"
@@ -128,7 +127,7 @@ def test_judge_file_round_trip_and_cache(sprites_judge, tmp_path, monkeypatch):
     assert judges.judge_key(settings) != judges.judge_key(dataclasses.replace(settings, steps=8))
 
 
-@pytest.mark.parametrize("kind", judges.KINDS)
+@pytest.mark.parametrize("kind", sorted(judges.judge_kinds()))
 def test_the_default_judges_ship_with_the_package(kind, monkeypatch):
     """A fresh install evaluates at once: with an empty cache the default judge of each kind is
     the shipped file (no training), and it still carries the current cache key (a change to the
@@ -213,11 +212,11 @@ def test_moving_mnist_protocol_follows_f_for_digit_and_z_for_position(tmp_path):
 def test_true_positions_give_zero_position_error():
     """The position target (true corner + the digit's own centre of mass) is exact on real frames."""
     from pyro_dvae.data.moving_mnist import MovingMNIST
-    from pyro_dvae.evaluation.protocols import _digit_offsets
+    from pyro_dvae.evaluation.digits import digit_offsets
 
     data = MovingMNIST("test", digits=1, num_sequences=4, sequence_length=5)
     x = data.frames(torch.arange(4)[:, None], torch.arange(5))
-    expected = data.positions[:, :, 0].float() + _digit_offsets(data.digit_indices[:, 0])[:, None]
+    expected = data.positions[:, :, 0].float() + digit_offsets(data.digit_indices[:, 0])[:, None]
     assert torch.allclose(centre_of_mass(x), expected, atol=1e-3)
 
 

@@ -21,6 +21,7 @@ from pyro_dvae.models import Family, family_names, get_family, register_family
 from pyro_dvae.models.base import CapabilityError, SequenceModel
 from pyro_dvae.models.dvae import DVAE, DVAEConfig
 from pyro_dvae.nets import Emitter, FrameFeatures
+from pyro_dvae.registry import FAMILIES
 from pyro_dvae.runs import load_run
 from pyro_dvae.training import resume, train
 
@@ -163,9 +164,7 @@ def toy_family():
     family = register_family(Family("toy-autoencoder", "a test family", ToyConfig, ToyAutoencoder, MSEPlan,
                                     "windows", _toy_presets))
     yield family
-    from pyro_dvae import models
-
-    models._FAMILIES.pop(family.name)
+    FAMILIES.unregister(family.name)
 
 
 def test_a_family_without_priors_trains_resumes_and_says_what_it_cannot_do(toy_family, tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import signal
 import warnings
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -14,15 +15,16 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from pyro_dvae import plugins, priors, train
+from pyro_dvae import priors, train
 from pyro_dvae.atomic import DirectoryLock
 from pyro_dvae.checkpoint import load_checkpoint, save_checkpoint
 from pyro_dvae.cli import main
 from pyro_dvae.errors import TrainingDiverged, TrainingInterrupted
 from pyro_dvae.evaluation import judges
 from pyro_dvae.models.plans import SVIPlan
+from pyro_dvae.registry import Z_PRIORS
 from pyro_dvae.runs import load_run
-from pyro_dvae.training import _Trainer, resume
+from pyro_dvae.training import FamilyStage, resume
 
 TINY = ["train", "--data", "squares", "--preset", "tiny", "--quiet", "--data-option", "num_sets=16"]
 
@@ -271,17 +273,15 @@ def test_ctrl_c_twice_and_during_the_checkpoint_write_never_tears_a_file(tiny_co
 
 
 def test_ctrl_c_at_start_up_and_in_the_figures_exits_130_without_traceback(tmp_path, monkeypatch):
-    import pyro_dvae.training as training
-
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
     with monkeypatch.context() as patch:
-        patch.setattr(training, "load_frame_sets", interrupted)
+        patch.setattr(FamilyStage, "open_data", interrupted)
         result = CliRunner().invoke(main, [*TINY, "--out", str(tmp_path / "early")])
     fails_cleanly(result, "interrupted", exit_code=130)
     assert not (tmp_path / "early").exists()
-    monkeypatch.setattr(_Trainer, "figures", interrupted)
+    monkeypatch.setattr(FamilyStage, "figures", interrupted)
     result = CliRunner().invoke(main, [*TINY, "--out", str(tmp_path / "late")])
     fails_cleanly(result, "interrupted while drawing the figures", exit_code=130)
     assert load_run(tmp_path / "late").step == 20
@@ -327,17 +327,20 @@ def test_a_prior_from_an_installed_package_trains_by_name(tmp_path, monkeypatch)
                                             "demo-gaussian = pyro_dvae.priors:ConditionalGaussianPrior\n"
                                             "demo-broken = no_such_module_anywhere:Prior\n")
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
-    monkeypatch.setattr(plugins, "_loaded", set())
-    monkeypatch.setattr(priors, "_Z_PRIORS", dict(priors._Z_PRIORS))
-    monkeypatch.setattr(plugins, "_broken", {})
-    # A broken plugin stops only the runs that ask for it, and is named.
-    result = CliRunner().invoke(main, [*TINY, "--z-prior", "demo-broken", "--out", str(tmp_path / "broken")])
-    fails_cleanly(result, "demo-broken", "no_such_module_anywhere", "uninstall")
-    result = CliRunner().invoke(main, [*TINY, "--z-prior", "demo-gaussian", "--out", str(tmp_path / "run")])
-    assert result.exit_code == 0, result.output
-    run = load_run(tmp_path / "run")
-    assert run.config.model.z_prior == "demo-gaussian" and "demo-gaussian" in priors.z_prior_names()
-    assert "demo-broken" not in priors.z_prior_names()
+    try:
+        # A broken plugin stops only the runs that ask for it, and is named.
+        result = CliRunner().invoke(main, [*TINY, "--z-prior", "demo-broken", "--out", str(tmp_path / "broken")])
+        fails_cleanly(result, "demo-broken", "no_such_module_anywhere", "uninstall")
+        result = CliRunner().invoke(main, [*TINY, "--z-prior", "demo-gaussian", "--out", str(tmp_path / "run")])
+        assert result.exit_code == 0, result.output
+        run = load_run(tmp_path / "run")
+        assert run.config.model.z_prior == "demo-gaussian" and "demo-gaussian" in priors.z_prior_names()
+        # Built-ins come through the same door: an entry point of the installed pyro-dvae.
+        assert {"conditional-gaussian", "fitted-aggregate"} <= {
+            entry.name for entry in metadata.entry_points(group=Z_PRIORS.group) if entry.value.startswith("pyro_dvae.")}
+    finally:
+        for name in ("demo-gaussian", "demo-broken"):
+            Z_PRIORS.unregister(name)
 
 
 # -- TensorBoard -----------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from PIL import Image
 from pyro_dvae import posterior
 from pyro_dvae.cli import main
 from pyro_dvae.config import preset
-from pyro_dvae.model import DVAE
+from pyro_dvae.models.dvae import DVAE
 from pyro_dvae.training import train
 
 with warnings.catch_warnings():

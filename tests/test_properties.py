@@ -10,7 +10,7 @@ from pyro_dvae import posterior
 from pyro_dvae.config import RunConfig, preset, read_config_file, to_toml
 from pyro_dvae.data.base import FrameSets
 from pyro_dvae.data.sprites import decode_identity, encode_identity
-from pyro_dvae.model import DVAE
+from pyro_dvae.models.dvae import DVAE
 
 MODEL = DVAE(preset("tiny").model).eval()
 

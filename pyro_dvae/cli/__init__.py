@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 import warnings
 
 import click
@@ -42,6 +44,10 @@ class _Group(click.Group):
 def main() -> None:
     """Learn disentangled static (f) and dynamic (z) codes from unordered frame sets."""
     warnings.showwarning = _show_warning
+    if hasattr(signal, "SIGXFSZ") and threading.current_thread() is threading.main_thread():
+        # Past a file-size limit (ulimit -f) a write then fails with EFBIG, which is reported and
+        # leaves the last checkpoint intact, instead of the signal killing the process mid-write.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
 
 _python_showwarning = warnings.showwarning
@@ -49,7 +55,7 @@ _python_showwarning = warnings.showwarning
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """The package's data warnings as people read them: the message alone, no source location."""
-    from ..data.files import DataWarning
+    from ..errors import DataWarning
 
     if issubclass(category, DataWarning):
         click.echo(f"warning: {message}", err=True)

@@ -11,10 +11,10 @@ from .train import SEED
 
 def _write_sources(formatter: click.HelpFormatter) -> None:
     # Built from the registry, so the help never lags behind the sources that exist.
-    from ..data import PATH_SOURCES, SOURCES
+    from ..data import PATH_SOURCES, source_descriptions
 
-    with formatter.section("Built-in sources (--data NAME)"):
-        formatter.write_dl(list(SOURCES.items()))
+    with formatter.section("Registered data sets (--data NAME)"):
+        formatter.write_dl(list(source_descriptions().items()))
     with formatter.section("Your own data (--data PATH)"):
         formatter.write_dl(list(PATH_SOURCES.items()))
 

@@ -21,7 +21,8 @@ _JUDGE_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="JSON report to write (default RUN/evaluation.json).")
 @click.option("--judge", "judge_file", type=_JUDGE_FILE,
-              help="Judge file from `pyro-dvae judge train --out` (default: the cached judge, trained on first use).")
+              help="Judge file from `pyro-dvae judge train --out` (default: the protocol's judge, shipped with "
+                   "the package).")
 @click.option("--limit", type=click.IntRange(min=1), help="Evaluate only the first N test sequences.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True,
               help="Sequences per forward pass.")
@@ -34,9 +35,9 @@ def evaluate_command(run_dir, seeds, out, judge_file, limit, batch_size, device,
     one-digit Moving MNIST (digit and position after swaps) or, for other data, the label-free
     metrics (ELBO, MSE, PSNR, f consistency). See docs/metrics.md.
     """
+    from ..evaluation import evaluate_run, format_report
     from ..evaluation.judges import load_judge
-    from ..evaluation.protocols import evaluate_run, format_report
-    from ..runs import load_run
+    from ..runs import describe, load_run
 
     run = load_run(run_dir, device)
     judge = load_judge(judge_file, run.device) if judge_file else None
@@ -48,7 +49,7 @@ def evaluate_command(run_dir, seeds, out, judge_file, limit, batch_size, device,
     except OSError as err:
         raise UserInputError(f"cannot write {out} ({err.strerror}); pass a writable --out") from None
     click.echo(format_report(report))
-    click.echo(f"wrote {out}")
+    click.echo(f"wrote {out}; read {describe(run)}")
 
 
 @click.group("judge")
@@ -57,7 +58,7 @@ def judge_group() -> None:
 
 
 @judge_group.command("train")
-@click.argument("kind", type=click.Choice(("sprites", "digits")), default="sprites")
+@click.argument("kind", default="sprites")
 @click.option("--steps", type=click.IntRange(min=1), help="Training steps (default 1200 sprites, 1500 digits).")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Sequences (sprites) or frames (digits) per step.")
 @click.option("--limit-identities", "--limit", "limit", type=click.IntRange(min=1),
@@ -71,7 +72,11 @@ def judge_group() -> None:
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu, cuda or cuda:N.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def judge_train_command(kind, steps, batch_size, limit, test_limit, seed, out, retrain, device, quiet):
-    """Train (or fetch from the cache) the KIND judge and print its held-out accuracy."""
+    """Train (or fetch from the cache) the KIND judge and print its held-out accuracy.
+
+    KIND is the judge of a labelled data set: sprites (the default) or digits (one-digit Moving
+    MNIST), or one that an installed package declares.
+    """
     from ..evaluation.judges import default_settings, get_judge, save_judge
     from ..runs import resolve_device
 

@@ -61,11 +61,12 @@ def sample_command(run_dir: Path, out: Path | None, sequences: int, frames: int,
                    source: str) -> None:
     """Generate sequences from the prior (f ~ p(f), then the family's dynamics prior): PNG grids and index.md."""
     from ..reports import sample_report
-    from ..runs import load_run
+    from ..runs import describe, load_run
 
     check_figure_size(sequences, frames)
     run = load_run(run_dir, device)
     sample_report(run, out or run.path / "samples", sequences, frames, seed, log=click.echo, source=source)
+    click.echo(f"read {describe(run)}")
 
 
 @click.command("inspect")
@@ -81,10 +82,11 @@ def inspect_command(run_dir: Path, out: Path | None, sequences: int, frames: int
                     source: str | None, data_options: tuple[str, ...], split: str, draws: int) -> None:
     """Explore a run's posterior: manifold, dynamics, reconstructions, swaps, ArviZ (PNGs, index.md)."""
     from ..reports import inspect_report
-    from ..runs import load_run
+    from ..runs import describe, load_run
 
     check_figure_size(sequences, frames, draws)
     run = load_run(run_dir, device)
     out = out or run.path / "inspect"
     data = run.data(split, source, **parse_options(data_options))
     inspect_report(run, data, out, sequences, frames, draws, seed, log=click.echo)
+    click.echo(f"read {describe(run)}")

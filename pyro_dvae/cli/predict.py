@@ -61,7 +61,8 @@ def train_predictor_command(run_dir, steps, max_minutes, batch_size, lr, window,
 def predict_command(run_dir, context, horizon, samples, limit, out, seed, device):
     """Predict the test sequences of RUN in latent space: figures, per-step PSNR/SSIM, judge scores (JSON)."""
     from ..prediction.forecast import predict_report
-    from ..runs import load_run
+    from ..runs import describe, load_run
 
     run = load_run(run_dir, device)
     predict_report(run, out or run.path / "prediction", context, horizon, samples, seed, limit, log=click.echo)
+    click.echo(f"read {describe(run)}")

@@ -10,12 +10,14 @@ import click
 import torch
 
 from ..config import (
+    DEFAULT_FAMILY,
     DEVICE_PATTERN,
     ELBOS,
     LIKELIHOODS,
     MAX_SEED,
     PRECISIONS,
     PRESETS,
+    DataConfig,
     RunConfig,
     preset,
     read_config_file,
@@ -50,8 +52,8 @@ def build_config(preset_name: str, data: str | None, config_file: Path | None, d
         if section not in ("model", "train", "data") or not isinstance(values, dict):
             raise UserInputError(f"config file {config_file}: [{section}] is not a section of settings; "
                                  "use the tables [model], [train] and [data]")
-    source = data or from_file.get("data", {}).get("source") or "sprites"
-    family = model or from_file.get("model", {}).get("family") or "dvae"
+    source = data or from_file.get("data", {}).get("source") or DataConfig.source
+    family = model or from_file.get("model", {}).get("family") or DEFAULT_FAMILY
     # --device, else the file's (checked, never replaced by auto), else auto.
     device = device or from_file.get("train", {}).get("device") or "auto"
     if not isinstance(device, str) or not DEVICE_PATTERN.fullmatch(device):
@@ -139,9 +141,9 @@ def train_command(model, data, preset_name, device, out, resume, config_file, da
     if flags["image_size"] is not None:
         flags["image_size"] = int(flags["image_size"])
     if resume is not None:
-        changed = [k for k, v in flags.items() if v is not None and k not in ("steps", "max_minutes")]
+        changed = [k for k, v in flags.items() if v is not None and k not in ("steps", "max_minutes", "lr")]
         if changed or config_file or data_options or model_options or model or crop or out:
-            raise UserInputError("when resuming only --steps, --max-minutes, --device and --nproc may be given; "
+            raise UserInputError("when resuming only --steps, --max-minutes, --lr, --device and --nproc may be given; "
                                  "the run's own config is used")
         device = device or "auto"
         if nproc > 1:
@@ -149,7 +151,7 @@ def train_command(model, data, preset_name, device, out, resume, config_file, da
                            device=device)
         say(f"resuming {resume} on {resolve_device(device)}")
         run = resume_run(resume, steps=flags["steps"], device=device, progress=not quiet,
-                         max_minutes=flags["max_minutes"])
+                         max_minutes=flags["max_minutes"], lr=flags["lr"])
     else:
         options = {**parse_options(data_options), **({"crop": crop} if crop else {})}
         config = build_config(preset_name, data, config_file, device, flags, options, model,
@@ -170,7 +172,7 @@ def train_command(model, data, preset_name, device, out, resume, config_file, da
 
 def _session_flags(flags: dict, quiet: bool) -> list[str]:
     """The flags a resume passes on to its workers."""
-    out = [f"--{name.replace('_', '-')}={flags[name]}" for name in ("steps", "max_minutes")
+    out = [f"--{name.replace('_', '-')}={flags[name]}" for name in ("steps", "max_minutes", "lr")
            if flags.get(name) is not None]
     return out + (["--quiet"] if quiet else [])
 

@@ -1,7 +1,9 @@
 """Data sources, all served as :class:`FrameSets` (unordered frame sets).
 
 ``load_frame_sets(source, split, ...)`` is the single entry point used by training, inspection and
-evaluation. ``source`` is a built-in name (see ``SOURCES``) or a path to the user's own data.
+evaluation. ``source`` is the name of a registered data set (a :class:`DataSet` record found
+through the ``pyro_dvae.datasets`` entry points, the built-ins' among them) or a path to the
+user's own data.
 """
 
 from __future__ import annotations
@@ -11,21 +13,9 @@ from pathlib import Path
 import torch
 
 from ..errors import UserInputError
-from ._options import open_with_options
+from ..registry import DATASETS
 from .base import FrameSets
-
-# Built-in sources: name -> one-line description (shown by `pyro-dvae data --help` and
-# `pyro-dvae data sources`).
-SOURCES = {
-    "sprites": "LPC Sprites: 1296 identities x 178 poses, rendered on the device (64x64 RGB)",
-    "squares": "coloured squares: colour is static, position dynamic (16x16 RGB; smoke tests)",
-    "moving-mnist": (
-        "Moving MNIST: 2 bundled MNIST digits bouncing in 64x64 frames, 20 per sequence, "
-        "generated on the device; 10000 train / 1000 test sequences from disjoint digit images "
-        "(options: digits=1|2, num_sequences, train_sequences, sequence_length, seed)"
-    ),
-    "moving-mnist-1": "Moving MNIST with one digit per sequence (moving-mnist with digits=1)",
-}
+from .records import DataSet
 
 # Paths to the user's own data: form -> one-line description (same displays as SOURCES).
 PATH_SOURCES = {
@@ -55,6 +45,7 @@ def load_frame_sets(
     image_size: int | None = None,
     device: str | torch.device = "cpu",
     ordered: bool = False,
+    progress: bool = True,
     **options,
 ) -> FrameSets:
     """Open a data source as frame sets.
@@ -72,6 +63,7 @@ def load_frame_sets(
         that train on ordered windows (DSA). Only Sprites differs: its unordered view is one set
         of 178 poses per identity, its ordered view the 9 action sequences of 8 frames per
         identity (the standard protocol's). Other sources store their frames in order already.
+    progress : show a bar while a folder's videos or images are decoded into its cache.
     options : source-specific settings, e.g. ``limit_identities`` for Sprites, ``digits``,
         ``num_sequences``, ``sequence_length``, ``seed`` for Moving MNIST, ``crop``,
         ``channels``, ``min_frames``, ``test_fraction``, ``cache_dir`` for folders; an unknown
@@ -80,37 +72,21 @@ def load_frame_sets(
     if split not in ("train", "test"):
         raise UserInputError(f"unknown split {split!r}; use 'train' or 'test'")
     name = str(source)
-    if name == "sprites":
-        from .sprites import Sprites, SpritesActions
-
-        return open_with_options(
-            SpritesActions if ordered else Sprites, name, split=split, image_size=image_size, device=device,
-            **options
-        )
-    if name == "squares":
-        from .synthetic import ColouredSquares
-
-        return open_with_options(
-            ColouredSquares, name, split=split, image_size=image_size, device=device, **options
-        )
-    if name in ("moving-mnist", "moving-mnist-1"):
-        from .moving_mnist import MovingMNIST
-
-        if name == "moving-mnist-1":
-            if options.get("digits", 1) != 1:
-                raise UserInputError("moving-mnist-1 has one digit; use moving-mnist for two")
-            options["digits"] = 1
-        return open_with_options(
-            MovingMNIST, name, split=split, image_size=image_size, device=device, **options
-        )
+    if name in DATASETS:
+        return DATASETS.get(name).open(split, image_size, device, ordered, **options)
     path = Path(source).expanduser()
     if path.exists():
         from .files import open_path
 
-        return open_path(path, split, image_size, device, **options)
+        return open_path(path, split, image_size, device, progress, **options)
     raise UserInputError(
-        f"unknown data source {name!r}: neither a built-in name ({', '.join(SOURCES)}) "
+        f"unknown data source {name!r}: neither a registered name ({', '.join(DATASETS.names())}) "
         "nor an existing path; see `pyro-dvae data sources`"
     )
 
-__all__ = ["FrameSets", "PATH_SOURCES", "SOURCES", "load_frame_sets"]
+
+def source_descriptions() -> dict[str, str]:
+    """Registered data sets: name -> one-line description (``pyro-dvae data sources``)."""
+    return {name: record.description for name, record in DATASETS.items()}
+
+__all__ = ["DataSet", "FrameSets", "PATH_SOURCES", "load_frame_sets", "source_descriptions"]

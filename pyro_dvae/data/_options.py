@@ -15,7 +15,7 @@ from ..errors import UserInputError
 T = TypeVar("T")
 
 # Passed by the registry itself, not options a user sets.
-_COMMON = ("self", "split", "image_size", "device")
+_COMMON = ("self", "split", "image_size", "device", "progress")
 
 # Ranges of the integer options, by name (a name means the same thing in every source); the upper
 # bounds keep a typo from asking for terabytes of frames.

@@ -86,6 +86,11 @@ class ArraySets(FrameSets):
         self._dtype = arrays[0].dtype
         self.set_sizes = torch.tensor([len(a) for a in arrays], dtype=torch.long, device=self.device)
 
+    @property
+    def memory_mapped(self) -> bool:
+        """Whether frames are read from the file as they are needed (``.npy``), not held in memory."""
+        return all(isinstance(a, np.memmap) for a in self._arrays)
+
     def _gather(self, set_idx: Tensor, frame_idx: Tensor) -> Tensor:
         # One read per distinct set in the request (at most the batch size), not per frame.
         sets = set_idx.reshape(-1).cpu().numpy()

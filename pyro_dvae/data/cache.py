@@ -5,9 +5,13 @@ Layout: ``<data folder>/.pyro-dvae-cache/<settings>/``; when the data folder is 
 default), and with the option ``cache_dir=DIR`` always ``DIR/<folder name>-<hash>/<settings>/``;
 where ``<settings>`` is e.g. ``64px-3ch-center``. It holds one uint8 ``.npy`` per source
 (a video file or an image sub-folder) of shape (T, S, S, C), memory-mapped when read, and
-``manifest.json`` recording each source's signature (file names, sizes and mtimes). A source whose
-signature changed, or a new one, is decoded again; the others are reused; entries of sources that
-disappeared are removed. Deleting the cache folder is always safe.
+``manifest.json`` recording each source's signature (file names, sizes and mtimes) and what its
+array must be (shape, dtype, the file's size and a hash of its header and first frames). A source
+whose signature changed, or a new one, is decoded again; an array that no longer is what the
+manifest says (truncated, a byte of its header changed, replaced) is never read as frames but
+decoded again with a message; the others are reused; entries of sources that disappeared are
+removed. Processes that open the same folder at once take turns (a lock file), so they end with
+one good cache. Deleting the cache folder is always safe.
 """
 
 from __future__ import annotations
@@ -15,13 +19,23 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..errors import DataWarning
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; concurrent builds then race as before
+    fcntl = None
+
 CACHE_DIRNAME = ".pyro-dvae-cache"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: entries record what their array must be
+#: Bytes of an array file hashed to check it (its header and first frames): cheap on any size.
+CHECKED_BYTES = 1 << 20
 
 Signature = list[list[Any]]
 
@@ -85,8 +99,18 @@ class FrameCache:
         entries = manifest["entries"]
         well_formed = all(isinstance(e, dict) and isinstance(e.get("signature"), list)
                           and isinstance(e.get("file"), str | None) and isinstance(e.get("problems"), list)
+                          and (e.get("file") is None or isinstance(e.get("check"), dict))
                           for e in entries.values())
         return entries if well_formed else {}
+
+    def lock(self) -> _BuildLock:
+        """Held while this process checks and builds the cache: another one opening the same
+        folder waits, then reuses what this one decoded (:meth:`reload`)."""
+        return _BuildLock(self.folder)
+
+    def reload(self) -> None:
+        """Read the manifest again (after waiting for another process's build)."""
+        self.entries = self._read_manifest()
 
     def get(self, key: str, signature: Signature) -> tuple[np.ndarray | None, list[str]] | None:
         """(frames memory-mapped or None, problems) of ``key``; None when it must be decoded.
@@ -99,9 +123,14 @@ class FrameCache:
         if entry["file"] is None:
             return None, entry["problems"]
         try:
-            return self._open(entry["file"]), entry["problems"]
+            frames = self._open(entry["file"])
         except (OSError, ValueError):
+            frames = None
+        if frames is None or _check(self.folder / entry["file"], frames) != entry["check"]:
+            warnings.warn(DataWarning(f"the decode cache of {key} in {self.folder} is damaged (truncated or changed "
+                                      "since it was written); decoding it again"), stacklevel=2)
             return None
+        return frames, entry["problems"]
 
     def put(self, key: str, signature: Signature, frames: np.ndarray | None, problems: list[str]) -> np.ndarray | None:
         """Record a decoded source (``frames`` None when nothing usable came out of it).
@@ -116,8 +145,10 @@ class FrameCache:
             partial = self.folder / (name + ".partial.npy")
             np.save(partial, frames, allow_pickle=False)
             os.replace(partial, self.folder / name)
-        self.entries[key] = {"signature": signature, "file": name, "problems": problems}
-        return None if name is None else self._open(name)
+        stored = None if name is None else self._open(name)
+        check = None if stored is None else _check(self.folder / name, stored)
+        self.entries[key] = {"signature": signature, "file": name, "problems": problems, "check": check}
+        return stored
 
     def _open(self, name: str) -> np.ndarray:
         return np.load(self.folder / name, mmap_mode="r", allow_pickle=False)
@@ -141,3 +172,35 @@ class FrameCache:
         partial = self._manifest_path.with_suffix(".partial")
         partial.write_text(json.dumps(manifest, indent=1))
         os.replace(partial, self._manifest_path)
+
+
+def _check(path: Path, frames: np.ndarray) -> dict[str, Any]:
+    """What an array file must be: its shape and dtype as read, its size, and a hash of its first
+    ``CHECKED_BYTES`` (the header and the first frames)."""
+    with open(path, "rb") as fh:
+        head = hashlib.sha1(fh.read(CHECKED_BYTES)).hexdigest()
+    return {"shape": list(frames.shape), "dtype": str(frames.dtype), "bytes": path.stat().st_size, "head": head}
+
+
+class _BuildLock:
+    """An exclusive lock on ``folder/.lock`` that waits for its holder (another process building
+    the same cache); the operating system drops it when the holder ends, however it ends."""
+
+    def __init__(self, folder: Path):
+        self.folder, self._fh = folder, None
+
+    def __enter__(self) -> _BuildLock:
+        if fcntl is None:
+            return self
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.folder / ".lock", "a+")
+        except OSError:
+            return self  # a read-only cache: nothing will be written, so nothing to take turns on
+        fcntl.flock(self._fh, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None

@@ -57,25 +57,30 @@ def square_frame(image: Image.Image, size: int, channels: int, box: Box | None =
 class FaceFinder:
     """Square crop boxes around the largest face, using OpenCV's bundled Haar cascade."""
 
-    def __init__(self, track: bool = True) -> None:
+    def __init__(self, track: bool = True, detector=None) -> None:
+        """``detector``: anything with OpenCV's ``detectMultiScale`` (default: OpenCV's frontal-face
+        Haar cascade)."""
+        self._track = track
+        self._last: Box | None = None
         try:
             import cv2
         except ImportError:
             raise UserInputError("crop='faces' needs OpenCV; install it with: pip install 'pyro-dvae[video]'") from None
+        self._cv2 = cv2
+        if detector is not None:
+            self._detector = detector
+            return
         cascades = getattr(getattr(cv2, "data", None), "haarcascades", None)
         if cascades is None or not hasattr(cv2, "CascadeClassifier"):
             raise UserInputError(
                 f"OpenCV {cv2.__version__} has no Haar face detector; "
                 "install one that has: pip install 'opencv-python-headless<5'"
             )
-        self._cv2 = cv2
         self._detector = cv2.CascadeClassifier(cascades + "haarcascade_frontalface_default.xml")
         if self._detector.empty():
             raise UserInputError(
                 "OpenCV's face cascade file is missing; reinstall with: pip install 'pyro-dvae[video]'"
             )
-        self._track = track
-        self._last: Box | None = None
 
     def box(self, frame: np.ndarray) -> Box:
         """Crop box for an (H, W[, C]) uint8 frame (the last face seen if none is found here)."""

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..errors import UserInputError
+from ..errors import DataWarning, UserInputError
 from ._options import open_with_options
 from .arrays import ArraySets, check_test_fraction, open_array_file, split_indices
 from .base import FrameSets
@@ -40,10 +40,6 @@ DEFAULT_SIZE = 64
 # Lines of a skip warning before it is summarised, so a huge broken folder stays readable.
 MAX_LISTED = 20
 _EXPECTED = "expected a folder of videos, a folder of image sub-folders, or an .npy/.npz array file"
-
-
-class DataWarning(UserWarning):
-    """Some of the user's files were skipped; the message lists them and why."""
 
 
 @dataclass
@@ -62,15 +58,17 @@ def open_path(
     split: str = "train",
     image_size: int | None = None,
     device: str | torch.device = "cpu",
+    progress: bool = True,
     **options,
 ) -> FrameSets:
-    """Frame sets from a user path (see the module docstring); ``options`` depend on its kind."""
+    """Frame sets from a user path (see the module docstring); ``options`` depend on its kind.
+    ``progress``: show a bar while videos or images are decoded into the cache."""
     path = Path(path)
     if not path.exists():
         raise UserInputError(f"{path} does not exist; {_EXPECTED}")
     if path.is_file() and path.suffix.lower() in (".npy", ".npz"):
         return open_with_options(open_array_file, str(path), path, split, image_size, device, **options)
-    return open_with_options(open_media, str(path), path, split, image_size, device, **options)
+    return open_with_options(open_media, str(path), path, split, image_size, device, progress=progress, **options)
 
 
 def open_media(
@@ -84,6 +82,7 @@ def open_media(
     test_fraction: float = 0.1,
     cache_dir: str | Path | None = None,
     min_frames: int = 1,
+    progress: bool = True,
 ) -> ArraySets:
     """Frame sets from a folder of videos, a single video, or a folder of image sub-folders.
 
@@ -99,6 +98,7 @@ def open_media(
     cache_dir : put the cache there instead of inside the data folder (see :mod:`.cache`).
     min_frames : sets with fewer frames are skipped (and listed in the warning), e.g. the
         model's frames per set N, so that a few short videos do not stop training.
+    progress : show a bar while decoding (``--quiet`` turns it off).
     """
     check_test_fraction(test_fraction)  # before decoding, which may take long
     scan = scan_path(path)
@@ -108,7 +108,7 @@ def open_media(
     decoder = FrameDecoder(size, channels, crop)
     settings = {"size": size, "channels": channels, "crop": crop}
     cache = FrameCache(cache_root(scan.root, cache_dir) / f"{size}px-{channels}ch-{crop}", settings)
-    frames, problems = load_sources(scan, decoder, cache)
+    frames, problems = load_sources(scan, decoder, cache, progress)
     for name in [name for name, array in frames.items() if len(array) < min_frames]:
         problems.append(f"{name}: {len(frames.pop(name))} frames, fewer than min_frames={min_frames}")
     skipped = scan.skipped + problems
@@ -195,11 +195,19 @@ def first_image_channels(scan: FolderScan) -> int:
     return 3
 
 
-def load_sources(scan: FolderScan, decoder: FrameDecoder, cache: FrameCache) -> tuple[dict[str, np.ndarray], list[str]]:
+def load_sources(scan: FolderScan, decoder: FrameDecoder, cache: FrameCache,
+                 progress: bool = True) -> tuple[dict[str, np.ndarray], list[str]]:
     """Frames of every usable source (from the cache, decoding what is new or changed).
 
     Returns the frames by source name (memory-mapped) and the problems met, one line each.
     """
+    with cache.lock():  # another process building the same cache: wait, then reuse its work
+        cache.reload()
+        return _load_sources(scan, decoder, cache, progress)
+
+
+def _load_sources(scan: FolderScan, decoder: FrameDecoder, cache: FrameCache,
+                  progress: bool) -> tuple[dict[str, np.ndarray], list[str]]:
     frames: dict[str, np.ndarray] = {}
     problems: list[str] = []
     stale: list[tuple[str, list]] = []
@@ -216,9 +224,9 @@ def load_sources(scan: FolderScan, decoder: FrameDecoder, cache: FrameCache) -> 
         array, found = cached
         _collect(name, array, found, frames, problems)
     unit = "video" if scan.kind == "videos" else "folder"
-    progress = tqdm(stale, desc=f"decoding {scan.root.name}", unit=unit, disable=not stale)
+    bar = tqdm(stale, desc=f"decoding {scan.root.name}", unit=unit, disable=not (stale and progress))
     try:
-        for name, signature in progress:
+        for name, signature in bar:
             array, found = decode_source(scan, name, decoder)
             _collect(name, cache.put(name, signature, array, found), found, frames, problems)
         pruned = scan.whole_folder and cache.keep_only(set(scan.sources))

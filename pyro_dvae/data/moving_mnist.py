@@ -21,6 +21,7 @@ from torch import Tensor
 
 from ..errors import UserInputError
 from .base import FrameSets
+from .records import DataSet
 
 DIGITS_FILE = Path(__file__).parent / "assets" / "mnist" / "mnist_10k.npz"
 FRAME_SIZE = 64
@@ -151,3 +152,24 @@ class MovingMNIST(FrameSets):
         frame = torch.where(inside, pixels, torch.zeros((), dtype=pixels.dtype, device=self.device))
         frame = frame.amax(dim=1).float().div_(255)
         return frame.reshape(*shape, 1, FRAME_SIZE, FRAME_SIZE)
+
+
+def _one_digit_protocol(options) -> str | None:
+    return "pyro_dvae.evaluation.digits:PROTOCOL" if options.get("digits", 2) == 1 else None
+
+
+DATASET = DataSet(
+    name="moving-mnist",
+    description=("Moving MNIST: 2 bundled MNIST digits bouncing in 64x64 frames, 20 per sequence, generated on "
+                 "the device; 10000 train / 1000 test sequences from disjoint digit images (options: digits=1|2, "
+                 "num_sequences, train_sequences, sequence_length, seed)"),
+    opener=MovingMNIST,
+    protocol=_one_digit_protocol,
+)
+ONE_DIGIT_DATASET = DataSet(
+    name="moving-mnist-1",
+    description="Moving MNIST with one digit per sequence (moving-mnist with digits=1)",
+    opener=MovingMNIST,
+    fixed_options={"digits": 1},
+    protocol=_one_digit_protocol,
+)

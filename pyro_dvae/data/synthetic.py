@@ -14,6 +14,7 @@ from torch import Tensor
 
 from ..errors import UserInputError
 from .base import FrameSets
+from .records import DataSet
 
 MOTIONS = ("random", "bounce")
 
@@ -73,3 +74,7 @@ class ColouredSquares(FrameSets):
         mask = (in_rows[..., :, None] & in_cols[..., None, :]).float()  # (..., S, S)
         colour = self._palette[self.colours[set_idx]]  # (..., 3)
         return mask[..., None, :, :] * colour[..., :, None, None]
+
+
+DATASET = DataSet(name="squares", opener=ColouredSquares,
+                  description="coloured squares: colour is static, position dynamic (16x16 RGB; smoke tests)")

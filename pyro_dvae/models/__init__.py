@@ -12,8 +12,10 @@ rest of the package needs to know about it:
   that posterior, inspect, sample, evaluate and the ArviZ export ask (encode, decode, sample the
   static code, sample dynamics, the ELBO) or says in one line that it cannot.
 
-The family is stored in the run's config (``[model] family``), so later commands need no flag;
-configs and checkpoints without it are DVAE runs.
+The built-in families are found like a third-party one: through the ``pyro_dvae.families`` entry
+points that pyproject.toml declares (:mod:`pyro_dvae.registry`). The family is stored in the run's
+config (``[model] family``), so later commands need no flag; configs and checkpoints without it
+are DVAE runs.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import UserInputError
+from ..registry import FAMILIES
 
 BATCH_KINDS = ("subsets", "windows")
 
@@ -69,49 +71,19 @@ class Family:
         return self.model_class(cfg)
 
 
-_FAMILIES: dict[str, Family] = {}
-
-
 def register_family(family: Family) -> Family:
-    """Make ``family`` available under ``family.name`` (``--model NAME``, ``[model] family``)."""
-    _FAMILIES[family.name] = family
-    return family
-
-
-def _with_plugins() -> dict[str, Family]:
-    """The registered families and those that installed packages declare (entry points)."""
-    from .. import plugins
-
-    def register(name: str, family: object) -> None:
-        if not isinstance(family, Family):
-            raise TypeError(f"{type(family).__name__} is not a pyro_dvae.models.Family")
-        _FAMILIES[name] = family
-
-    plugins.load_plugins(plugins.FAMILIES, register, lambda: _FAMILIES)
-    return _FAMILIES
+    """Make ``family`` available under ``family.name`` (``--model NAME``, ``[model] family``) in this
+    process; an installed package declares it as an entry point instead (:mod:`pyro_dvae.registry`)."""
+    return FAMILIES.register(family.name, family)
 
 
 def get_family(name: str) -> Family:
     """The registered family called ``name``; an unknown name is a one-line user error."""
-    try:
-        return _FAMILIES[name] if name in _FAMILIES else _with_plugins()[name]
-    except KeyError:
-        from .. import plugins
-
-        if broken := plugins.broken_plugin(plugins.FAMILIES, name):
-            raise broken from None
-        raise UserInputError(
-            f"unknown model family {name!r}; use one of {', '.join(family_names())}"
-        ) from None
+    return FAMILIES.get(name)
 
 
 def family_names() -> list[str]:
-    return sorted(_with_plugins())
+    return FAMILIES.names()
 
-
-# The built-in families register themselves on import; the DVAE (the paper's model) first.
-from . import drnet as _drnet  # noqa: E402,F401
-from . import dsa as _dsa  # noqa: E402,F401
-from . import dvae as _dvae  # noqa: E402,F401
 
 __all__ = ["BATCH_KINDS", "Family", "family_names", "get_family", "register_family"]

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from ..elbo import elbo_loss
 from ..errors import PyroDVAEError
+from ..priors import TwoStagePrior
 
 # Sample-site and plate names shared by the Pyro families: inspection, evaluation, the ArviZ
 # export and tests refer to these.
@@ -140,11 +141,11 @@ class SequenceModel(nn.Module):
         raise self._cannot("dynamics_prior")
 
     def elbo_loss(self, x: Tensor, kl_scale: float | Tensor = 1.0, analytic_kl: bool = False,
-                  f_kl_weight: float = 1.0) -> Tensor:
+                  f_kl_weight: float = 1.0, z_kl_weight: float = 1.0) -> Tensor:
         """Negative ELBO of sequences x, summed over the batch (a one-sample estimate).
 
-        ``kl_scale`` weighs every latent's KL term (warm-up), ``f_kl_weight`` the static code's on
-        top of it (beta_f; 1, the default, is the ELBO).
+        ``kl_scale`` weighs every latent's KL term (warm-up), ``f_kl_weight`` the static code's and
+        ``z_kl_weight`` the dynamic codes' on top of it (beta_f, beta_z; 1, the default, is the ELBO).
         """
         raise self._cannot("elbo_loss")
 
@@ -155,6 +156,12 @@ class SequenceModel(nn.Module):
     def elbo_frames(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """The frames of x that the ELBO reads: what the family trains on (default: all of x)."""
         return x
+
+    def fit_after_training(self, data, n_frames: int, seed: int, batch_size: int) -> list[str]:
+        """Fit what is fitted to the trained model (two-stage priors) from training frame sets
+        ``data``, drawn ``n_frames`` at a time; the trainer calls this once when training ends.
+        Returns one line per fit for the log (default: nothing is fitted)."""
+        return []
 
     def can(self, query: str) -> bool:
         """Whether this family answers the optional ``query`` (a name in :data:`OPTIONAL`)."""
@@ -183,6 +190,16 @@ class PyroSequenceModel(SequenceModel):
 
     emitter: nn.Module
     f_prior: nn.Module
+    #: The priors that may be two-stage, with the offset of their fit's seed from the run's seed.
+    fitted_prior_seeds: ClassVar[tuple[tuple[str, int], ...]] = (("f_prior", 4), ("z_prior", 5))
+
+    def fit_after_training(self, data, n_frames: int, seed: int, batch_size: int) -> list[str]:
+        lines = []
+        for name, offset in self.fitted_prior_seeds:
+            prior = getattr(self, name, None)  # a family may model z_t | z_<t with a network of its own
+            if isinstance(prior, TwoStagePrior):
+                lines.append(prior.fit_after_training(self, data, n_frames, seed + offset, batch_size))
+        return lines
 
     def _init_likelihood(self) -> None:
         if self.cfg.likelihood in ("gaussian", "gaussian-linear") and not self.cfg.pixel_scale:
@@ -225,8 +242,8 @@ class PyroSequenceModel(SequenceModel):
         return self.f_prior((n,)).sample().to(self.device)
 
     def elbo_loss(self, x: Tensor, kl_scale: float | Tensor = 1.0, analytic_kl: bool = False,
-                  f_kl_weight: float = 1.0) -> Tensor:
-        weights = {SITE_F: f_kl_weight} if f_kl_weight != 1 else None
+                  f_kl_weight: float = 1.0, z_kl_weight: float = 1.0) -> Tensor:
+        weights = {site: w for site, w in ((SITE_F, f_kl_weight), (SITE_Z, z_kl_weight)) if w != 1} or None
         return elbo_loss(self.model, self.guide, x, analytic_kl=analytic_kl, site_weights=weights,
                          kl_scale=kl_scale)
 

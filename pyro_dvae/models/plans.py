@@ -38,7 +38,8 @@ class SVIPlan:
     The objective is the negative ELBO of the family's model and guide, estimated from Pyro traces
     (``--elbo trace``: Monte Carlo KLs; ``meanfield``: analytic KLs where they exist; ``jit``:
     Pyro's JitTrace_ELBO). ``kl_warmup`` scales the latent sites' terms from 0 to 1, and
-    ``f_kl_weight`` the static code's KL term (beta_f) while training; held-out ELBOs are ELBOs.
+    ``f_kl_weight`` and ``z_kl_weight`` the static and dynamic codes' KL terms (beta_f, beta_z) while
+    training; held-out ELBOs are ELBOs.
     Parameters are optimised by ``torch.optim.Adam`` directly, not through Pyro's global
     parameter store, so two models can live in one process and the optimiser state checkpoints
     exactly.
@@ -70,7 +71,7 @@ class SVIPlan:
             return self._jit_loss(x)
         with autocast(self.cfg, x.device):
             return self.model.elbo_loss(x, kl_scale=self.kl_scale(step), analytic_kl=self.cfg.elbo == "meanfield",
-                                        f_kl_weight=self.cfg.f_kl_weight)
+                                        f_kl_weight=self.cfg.f_kl_weight, z_kl_weight=self.cfg.z_kl_weight)
 
     def step(self, x: Tensor, step: int) -> Tensor:
         with pyro.validation_enabled(False):  # validation reads tensors back to the host
@@ -90,3 +91,11 @@ class SVIPlan:
 
     def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state)
+        set_learning_rate(self.optimizer, self.cfg.lr)
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """The config's rate, not the one saved with the optimiser's state (the same unless a resume
+    lowers it, e.g. after a NaN)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr

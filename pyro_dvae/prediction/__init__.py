@@ -2,7 +2,7 @@
 DVAE and DrNet use a latent predictor trained as a second stage (``pyro-dvae train-predictor``).
 ``pyro-dvae predict`` writes predictions, long roll-outs and per-step PSNR / SSIM."""
 
-from .forecast import DEFAULT_SETTINGS, dynamics_predictor, forecast, predict_report, prediction_metrics
+from .forecast import dynamics_predictor, forecast, predict_report, prediction_metrics
 from .predictor import (
     PREDICTOR_FILE,
     LatentPredictor,
@@ -12,6 +12,6 @@ from .predictor import (
     train_predictor,
 )
 
-__all__ = ["DEFAULT_SETTINGS", "LatentPredictor", "PREDICTOR_FILE", "PredictorConfig", "dynamics_predictor",
+__all__ = ["LatentPredictor", "PREDICTOR_FILE", "PredictorConfig", "dynamics_predictor",
            "forecast", "load_predictor", "predict_report", "prediction_metrics", "resume_predictor",
            "train_predictor"]

@@ -23,14 +23,14 @@ from torch import Tensor
 from .. import plotting
 from ..atomic import write_text_atomic
 from ..errors import UserInputError
+from ..evaluation.judges import default_settings, get_judge
 from ..evaluation.metrics import mse_per_frame, psnr, ssim
+from ..evaluation.protocol import protocol_for
 from ..models.base import SequenceModel
 from ..reports.core import Log, Report, _silent, output_folder, seeded
 from ..runs import Run
 from .predictor import load_predictor
 
-#: The field's settings: Moving MNIST 5 -> 10, Sprites 3 -> 5 (of the 8-frame test sequences).
-DEFAULT_SETTINGS = {"sprites": (3, 5), "moving-mnist": (5, 10), "moving-mnist-1": (5, 10)}
 ROLLOUT_FRAMES = 120
 
 
@@ -78,64 +78,26 @@ def prediction_metrics(predicted: Tensor, truth: Tensor) -> dict[str, list[float
             "psnr_best": _per_step(p[best, rows]), "ssim_best": _per_step(s[best, rows])}
 
 
-def _judged(run: Run, judge, x: Tensor, context: Tensor, predicted: Tensor, labels: dict) -> dict:
-    """Judge accuracies of the first sample's predictions (Sprites: action, attributes per step)."""
-    out: dict = {}
-    if labels.get("action") is not None:
-        sequence = torch.cat([context, predicted[0]], dim=1)
-        _, action = judge.sprites(sequence)
-        out["action_accuracy"] = float((action.argmax(-1) == labels["action"]).float().mean())
-        from ..data.sprites import ATTRIBUTES
-
-        attrs = judge.sprites_frames(predicted[0]).argmax(-1)  # (B, H, 4)
-        hit = attrs == labels["attrs"][:, None]
-        out["attributes_per_step"] = {name: _per_step(hit[..., i].float()) for i, name in enumerate(ATTRIBUTES)}
-    if labels.get("digit") is not None:
-        digits = judge.digits(predicted[0]).argmax(-1)  # (B, H)
-        out["digit_per_step"] = _per_step((digits == labels["digit"][:, None]).float())
-    return out
-
-
-def _test_sequences(run: Run, length: int, limit: int | None):
-    """The first ``length`` frames of each test sequence in order, with labels where there are some."""
-    from ..evaluation.protocols import protocol_for
-
-    protocol = protocol_for(run)
-    if protocol == "sprites":
-        from ..data.sprites import sprites_eval_sequences
-        from ..evaluation.judges import resample
-
-        seqs = sprites_eval_sequences("test", run.device)
-        n = len(seqs) if limit is None else min(limit, len(seqs))
-        if length > seqs.cells.shape[1]:
-            raise UserInputError(f"Sprites test sequences have {seqs.cells.shape[1]} frames; "
-                                 f"context + horizon is {length}")
-        x = resample(seqs.frames(slice(0, n))[:, :length], run.config.model.image_size)
-        return x, {"action": seqs.action[:n], "attrs": seqs.attrs[:n]}, "sprites"
-    data = run.data("test", ordered=True)
-    n = len(data) if limit is None else min(limit, len(data))
-    data.check_frames_per_set(length)
-    x = data.frames(torch.arange(n, device=data.device)[:, None], torch.arange(length, device=data.device))
-    labels = {"digit": data.labels[:n, 0]} if protocol == "moving-mnist-1" else {}
-    return x, labels, "digits" if labels else None
-
-
 def predict_report(run: Run, out: str | Path, context: int | None = None, horizon: int | None = None,
                    samples: int = 5, seed: int = 0, limit: int | None = None, batch_size: int = 64,
                    judge=None, log: Log = _silent) -> Path:
-    """Predict the test sequences of a run; write figures, ``prediction.json`` and ``index.md``."""
-    from ..evaluation.judges import default_settings, get_judge
+    """Predict the test sequences of a run; write figures, ``prediction.json`` and ``index.md``.
 
-    default_k, default_h = DEFAULT_SETTINGS.get(str(run.config.data.source), (5, 10))
+    ``context`` and ``horizon`` default to the field's settings for the run's data (its protocol's:
+    Sprites 3 -> 5 of the 8-frame test sequences, Moving MNIST 5 -> 10)."""
+    protocol = protocol_for(run)
+    default_k, default_h = protocol.prediction
     context, horizon = context or default_k, default_h if horizon is None else horizon
     if context < 1 or horizon < 0 or samples < 1:
         raise UserInputError("--context must be >= 1, --horizon >= 0 and --samples >= 1")
     predict, stochastic = dynamics_predictor(run)
     samples = samples if stochastic else 1
-    x, labels, judge_kind = _test_sequences(run, context + horizon, limit)
+    x, labels = protocol.test_sequences(run, context + horizon, limit)
     out = output_folder(out)
-    if judge_kind is not None and judge is None:
-        judge = get_judge(default_settings(judge_kind), run.device, progress=False)
+    if protocol.judge_predictions is None:
+        judge = None
+    elif judge is None:
+        judge = get_judge(default_settings(protocol.judge.name), run.device, progress=False)
     if judge is not None:
         judge.to(run.device)
     log(f"predicting {len(x)} test sequences: {context} context -> {horizon} frames, {samples} sample(s)")
@@ -145,9 +107,9 @@ def predict_report(run: Run, out: str | Path, context: int | None = None, horizo
             rows = slice(start, start + batch_size)
             recon, predicted = forecast(run.model, predict, x[rows, :context], horizon, samples, generator)
             batch = prediction_metrics(predicted, x[rows, context:]) if horizon else {}
-            if judge is not None and horizon:
-                batch.update(_judged(run, judge, x[rows], recon, predicted,
-                                     {k: v[rows] for k, v in labels.items()}))
+            if judge is not None and horizon:  # the first sample's predictions
+                batch.update(protocol.judge_predictions(judge, recon, predicted[0],
+                                                        {k: v[rows] for k, v in labels.items()}))
             for key, value in batch.items():
                 metrics.setdefault(key, []).append((value, predicted.shape[1]))
         report = {"run": str(run.path), "step": run.step, "model": run.config.model.family,
@@ -199,4 +161,4 @@ def _figures(run: Run, report: Report, predict, x: Tensor, context: int, horizon
         f"(first {ROLLOUT_FRAMES // 20} rows: the first sequence), latent codes fed back at every step.")
 
 
-__all__ = ["DEFAULT_SETTINGS", "dynamics_predictor", "forecast", "predict_report", "prediction_metrics"]
+__all__ = ["dynamics_predictor", "forecast", "predict_report", "prediction_metrics"]

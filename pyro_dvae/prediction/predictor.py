@@ -28,7 +28,7 @@ from ..errors import UserInputError
 from ..models.base import SequenceModel
 from ..nets import gaussian_params
 from ..runs import Run
-from ..training import _Trainer
+from ..training import Engine, Stage, StageFiles
 
 PREDICTOR_FILE = "predictor.pt"
 PREDICTOR_METRICS_FILE = "predictor_metrics.jsonl"
@@ -162,45 +162,39 @@ class PredictorPlan:
         self.optimizer.load_state_dict(state)
 
 
-class PredictorTrainer(_Trainer):
-    """The one trainer, for the second stage: the predictor is what is trained and checkpointed."""
+class PredictorStage(Stage):
+    """The second stage: the predictor is what is trained and checkpointed, beside the run's model."""
 
-    checkpoint_file = PREDICTOR_FILE
-    metrics_file = PREDICTOR_METRICS_FILE
-    tensorboard_dir = "tensorboard/predictor"
-    config_file = None  # the run's config.toml stays the first stage's
+    files = StageFiles(checkpoint=PREDICTOR_FILE, metrics=PREDICTOR_METRICS_FILE, tensorboard="tensorboard/predictor",
+                       config=None)  # the run's config.toml stays the first stage's
     resume_command = "pyro-dvae train-predictor"
+    ordered = True  # the predictor learns time, whatever the first stage read
 
-    def __init__(self, run: Run, config: RunConfig, predictor_cfg: PredictorConfig, progress: bool):
+    def __init__(self, run: Run, predictor_cfg: PredictorConfig):
         self.run_model, self.predictor_cfg = run.model, predictor_cfg
-        super().__init__(config, run.path, progress)
-
-    @property
-    def ordered(self) -> bool:
-        return True  # the predictor learns time, whatever the first stage read
 
     def window(self, config: RunConfig) -> int:
         return self.predictor_cfg.window
 
-    def _make(self) -> None:
-        self.run_model = self.run_model.to(self.device)
-        cfg = self.config.model
-        self.model = LatentPredictor(self.predictor_cfg, cfg.f_dim, cfg.z_dim).to(self.device)
-        self.plan = PredictorPlan(self.run_model, self.model, self.cfg)
+    def build(self, config: RunConfig, device: torch.device) -> tuple[LatentPredictor, PredictorPlan]:
+        self.run_model = self.run_model.to(device)
+        predictor = LatentPredictor(self.predictor_cfg, config.model.f_dim, config.model.z_dim).to(device)
+        return predictor, PredictorPlan(self.run_model, predictor, config.train)
 
-    def _extra_payload(self) -> dict:
+    def extra_payload(self) -> dict:
         return {"predictor": dataclasses.asdict(self.predictor_cfg)}
 
-    def figures(self) -> None:
+    def figures(self, engine: Engine) -> None:
         from .. import plotting
         from ..runs import read_metrics
 
-        plotting.save_figure(plotting.training_curves(read_metrics(self.out / self.metrics_file), self.plan.metric),
-                             self.out / "figures" / "predictor_training_curves.png")
+        plotting.save_figure(plotting.training_curves(read_metrics(engine.out / self.files.metrics),
+                                                      engine.plan.metric),
+                             engine.out / "figures" / "predictor_training_curves.png")
 
-    def _result(self, step: int) -> LatentPredictor:
-        self.model.step = step
-        return self.model
+    def result(self, engine: Engine, step: int) -> LatentPredictor:
+        engine.model.step = step
+        return engine.model
 
 
 def _stage_config(run: Run, train: TrainConfig) -> RunConfig:
@@ -220,7 +214,7 @@ def train_predictor(run: Run, train: TrainConfig | None = None, predictor: Predi
     predictor.validate()
     train = train or TrainConfig(steps=2000, batch_size=32, lr=1e-3, log_every=50, eval_every=500,
                                  checkpoint_every=500, eval_batches=2)
-    return PredictorTrainer(run, _stage_config(run, train), predictor, progress).run()
+    return Engine(_stage_config(run, train), run.path, PredictorStage(run, predictor), progress).run()
 
 
 def resume_predictor(run: Run, steps: int | None = None, max_minutes: float | None = None, *,
@@ -234,7 +228,7 @@ def resume_predictor(run: Run, steps: int | None = None, max_minutes: float | No
         raise UserInputError(f"the predictor of {run.path} is already at step {payload['step']}; "
                              "pass --steps larger than that")
     predictor = PredictorConfig(**payload["predictor"])
-    return PredictorTrainer(run, _stage_config(run, train), predictor, progress).run(payload)
+    return Engine(_stage_config(run, train), run.path, PredictorStage(run, predictor), progress).run(payload)
 
 
 def _predictor_payload(run: Run) -> dict:
@@ -271,5 +265,5 @@ def load_predictor(run: Run) -> LatentPredictor:
     return predictor.to(run.device).eval()
 
 
-__all__ = ["LatentPredictor", "PREDICTOR_FILE", "PredictorConfig", "PredictorPlan", "load_predictor",
+__all__ = ["LatentPredictor", "PREDICTOR_FILE", "PredictorConfig", "PredictorPlan", "PredictorStage", "load_predictor",
            "resume_predictor", "train_predictor"]

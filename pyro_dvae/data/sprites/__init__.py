@@ -31,6 +31,7 @@ The art is dual-licensed CC-BY-SA 3.0 / GPL 3.0; see ``assets/lpc/`` (in :mod:`p
 the notices and authors.
 """
 
+from ..records import DataSet
 from .catalogue import (
     ATTRIBUTE_VALUES,
     ATTRIBUTES,
@@ -62,7 +63,17 @@ from .compositor import SpriteCompositor
 from .export import export_sprites, preview_sprites
 from .views import Sprites, SpritesActions, SpritesSequences, sprites_eval_sequences
 
+DATASET = DataSet(
+    name="sprites",
+    description="LPC Sprites: 1296 identities x 178 poses, rendered on the device (64x64 RGB)",
+    opener=Sprites,
+    ordered_opener=SpritesActions,
+    ordered_length=SEQUENCE_LENGTH,
+    protocol=lambda options: "pyro_dvae.evaluation.sprites:PROTOCOL",
+)
+
 __all__ = [
+    "DATASET",
     "ATTRIBUTES",
     "ATTRIBUTE_VALUES",
     "DIRECTIONS",

@@ -106,8 +106,10 @@ def export_sprites(
     from tqdm.auto import tqdm
 
     out_dir = Path(out_dir)
-    _prepare_out_dir(out_dir)
+    # The sequences first: an option out of range is refused before anything is created.
     all_seqs = {s: sprites_eval_sequences(s, device, limit_identities) for s in splits}
+    created = not out_dir.exists()
+    _prepare_out_dir(out_dir)
     total = sum(len(s) for s in all_seqs.values())
     pending: list[tuple[Path, Path]] = []  # (temporary, final)
     try:
@@ -126,6 +128,8 @@ def export_sprites(
     except BaseException:
         for tmp, _ in pending:
             tmp.unlink(missing_ok=True)
+        if created and not any(out_dir.iterdir()):
+            out_dir.rmdir()  # nothing half-written: not even the empty folder
         raise
     return [final for _, final in pending]
 

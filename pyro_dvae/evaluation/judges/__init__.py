@@ -11,17 +11,19 @@ upsampled to 64 by nearest neighbour (:func:`to_judge_size`); so that this costs
 accuracy on real frames, it is trained with the same round trip (area-downsampling to 32 or 16,
 then nearest upsampling) on part of its batches.
 
-A judge is trained on first use and cached under ``$PYRO_DVAE_CACHE/judges`` (default
-``~/.cache/pyro-dvae/judges``), keyed by a hash of the data version and the judge settings, and
-saved with the safe checkpoint functions (nothing in the file can execute code).
+The judges of the default settings ship with the package (``shipped/``); a judge of other
+settings is trained on first use and cached under ``$PYRO_DVAE_CACHE/judges`` (default
+``~/.cache/pyro-dvae/judges``). Both are keyed by a hash of the data version and the judge
+settings and saved with the safe checkpoint functions (nothing in the file can execute code).
 
 The package is split by responsibility; every public name is re-exported here:
 
-* :mod:`.base`: what both kinds share: :class:`JudgeSettings` and the cache key
+* :mod:`.base`: what every kind shares: the :class:`JudgeKind` record (found by name through the
+  registered data sets' protocols, :func:`judge_kind`), :class:`JudgeSettings` and the cache key
   (:func:`judge_key`), the :class:`Judge` wrapper, the resolution round trip (:func:`resample`,
   :func:`to_judge_size`, :func:`round_trip`) and the shared training pieces;
-* :mod:`.sprites`: the Sprites judge network, its data, loss and accuracy;
-* :mod:`.digits`: the digit judge network, its data, loss and accuracy;
+* :mod:`.sprites`: the Sprites judge network, its data, loss and accuracy (its ``JUDGE`` record);
+* :mod:`.digits`: the digit judge network, its data, loss and accuracy (its ``JUDGE`` record);
 * :mod:`.store`: :func:`train_judge` for either kind, judge files and the cache
   (:func:`save_judge`, :func:`load_judge`, :func:`get_judge`).
 """
@@ -29,42 +31,45 @@ The package is split by responsibility; every public name is re-exported here:
 from .base import (
     JUDGE_SIZE,
     JUDGE_VERSION,
-    KINDS,
-    N_ACTIONS,
-    N_ATTRIBUTE_VALUES,
-    N_DIGITS,
     Judge,
+    JudgeKind,
     JudgeSettings,
+    augment,
     data_version,
     default_settings,
     judge_key,
+    judge_kind,
+    judge_kinds,
     resample,
     round_trip,
     to_judge_size,
 )
-from .digits import DigitJudgeNet, crop_around_centre, judge_digits_accuracy
-from .sprites import FrameEncoder, SpritesJudgeNet, judge_sprites_accuracy
+from .digits import N_DIGITS, DigitJudgeNet, crop_around_centre, judge_digits_accuracy
+from .sprites import N_ACTIONS, N_ATTRIBUTE_VALUES, FrameEncoder, SpritesJudgeNet, judge_sprites_accuracy
 from .store import cache_dir, get_judge, load_judge, save_judge, train_judge
 
 __all__ = [
     "JUDGE_SIZE",
     "JUDGE_VERSION",
-    "KINDS",
     "N_ACTIONS",
     "N_ATTRIBUTE_VALUES",
     "N_DIGITS",
     "DigitJudgeNet",
     "FrameEncoder",
     "Judge",
+    "JudgeKind",
     "JudgeSettings",
     "SpritesJudgeNet",
     "cache_dir",
     "crop_around_centre",
+    "augment",
     "data_version",
     "default_settings",
     "get_judge",
     "judge_digits_accuracy",
     "judge_key",
+    "judge_kind",
+    "judge_kinds",
     "judge_sprites_accuracy",
     "load_judge",
     "resample",

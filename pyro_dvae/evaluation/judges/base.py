@@ -1,12 +1,18 @@
-"""What both judge kinds share: settings and cache key, the Judge wrapper, the resolution round trip."""
+"""What every judge shares: the kind record, settings and cache key, the Judge wrapper, the
+resolution round trip.
+
+A judge kind (:class:`JudgeKind`) is declared by the labelled data set whose protocol it serves
+(``pyro_dvae.evaluation.sprites``, ``pyro_dvae.evaluation.digits``); :func:`judge_kind` finds it
+by name through the registered data sets, so this module names none of them.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +21,56 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...errors import UserInputError
+from ...registry import DATASETS, resolve
 
 JUDGE_SIZE = 64
-KINDS = ("sprites", "digits")
 # Bump when the judge networks or their training change, so that cached judges are retrained.
 JUDGE_VERSION = 1
-N_ATTRIBUTE_VALUES, N_ACTIONS, N_DIGITS = 6, 9, 10
+
+
+@dataclass(frozen=True)
+class JudgeKind:
+    """What a labelled data set's judge is and how it learns.
+
+    Attributes
+    ----------
+    name : the kind's name (``pyro-dvae judge train NAME``, :attr:`JudgeSettings.kind`).
+    defaults : its default :class:`JudgeSettings` fields (beyond the shared defaults).
+    build : ``build(settings) -> nn.Module``, the judge network.
+    data : ``data(settings, device) -> (train, test)``, what it learns from and is scored on.
+    batch_loss : ``batch_loss(net, train, settings, generator) -> loss`` of one training batch
+        (drawn with ``generator``, passed through :func:`augment`).
+    accuracy : ``accuracy(judge, test, size) -> {head: accuracy}`` on frames seen at ``size``.
+    data_version : ``data_version() -> bytes`` of what the judge learns from (bundled data,
+        protocol constants), part of the cache key.
+    """
+
+    name: str
+    defaults: dict[str, Any]
+    build: Callable[[JudgeSettings], nn.Module]
+    data: Callable[[JudgeSettings, torch.device], tuple[Any, Any]]
+    batch_loss: Callable[[nn.Module, Any, JudgeSettings, torch.Generator], Tensor]
+    accuracy: Callable[[Judge, Any, int], dict[str, float]]
+    data_version: Callable[[], bytes]
+
+
+def judge_kinds() -> dict[str, JudgeKind]:
+    """The judge of every registered labelled data set, by kind name."""
+    kinds = {}
+    for _, dataset in DATASETS.items():
+        reference = dataset.protocol_name({})
+        judge = getattr(resolve(reference), "judge", None) if reference else None
+        if judge is not None:
+            kinds[judge.name] = judge
+    return kinds
+
+
+def judge_kind(name: str) -> JudgeKind:
+    """The judge kind called ``name``; an unknown one is a one-line user error."""
+    kinds = judge_kinds()
+    if name not in kinds:
+        raise UserInputError(f"unknown judge kind {name!r}; use one of {', '.join(sorted(kinds))}")
+    return kinds[name]
 
 
 @dataclass(frozen=True)
@@ -29,7 +79,7 @@ class JudgeSettings:
 
     Attributes
     ----------
-    kind : {"sprites", "digits"}
+    kind : the :class:`JudgeKind`'s name.
     steps, batch_size, lr, seed : optimisation (one-cycle learning-rate schedule, Adam).
         ``batch_size`` counts sequences for Sprites, frames for digits.
     width : channels of the first conv layer of the frame encoder.
@@ -52,8 +102,7 @@ class JudgeSettings:
     resolutions: tuple[int, ...] = (64, 32, 16)
 
     def __post_init__(self):
-        if self.kind not in KINDS:
-            raise UserInputError(f"unknown judge kind {self.kind!r}; use one of {', '.join(KINDS)}")
+        judge_kind(self.kind)  # a known kind, or a one-line error
         if self.steps < 1 or self.batch_size < 1 or self.width < 1 or not self.lr > 0:
             raise UserInputError("judge steps, batch_size, width and lr must be positive")
         bad = [r for r in self.resolutions if r not in (16, 32, 64)]
@@ -71,29 +120,14 @@ class JudgeSettings:
 
 
 def default_settings(kind: str, **overrides: Any) -> JudgeSettings:
-    """The judge settings used by ``pyro-dvae evaluate`` (digits train on frames: larger batches)."""
-    base = {"sprites": {}, "digits": {"batch_size": 64, "steps": 1500, "width": 16}}
-    if kind not in base:
-        raise UserInputError(f"unknown judge kind {kind!r}; use one of {', '.join(KINDS)}")
-    return JudgeSettings(kind=kind, **{**base[kind], **{k: v for k, v in overrides.items() if v is not None}})
+    """The judge settings used by ``pyro-dvae evaluate`` for a kind (its own defaults, then ``overrides``)."""
+    defaults = judge_kind(kind).defaults
+    return JudgeSettings(kind=kind, **{**defaults, **{k: v for k, v in overrides.items() if v is not None}})
 
 
 def data_version(kind: str) -> str:
-    """A hash of the bundled data a judge learns from and of the protocol constants."""
-    h = hashlib.sha1()
-    if kind == "sprites":
-        from ...data import sprites
-
-        # The assets live in pyro_dvae.data (beside the sprites package), as _layer_cells reads them.
-        manifest = resources.files("pyro_dvae.data").joinpath("assets", "lpc", "MANIFEST.tsv")
-        h.update(manifest.read_bytes())
-        h.update(repr((sprites.EVAL_CELLS, sprites.SPLIT_SEED, sprites.N_TRAIN_IDENTITIES)).encode())
-    else:
-        from ...data import moving_mnist
-
-        h.update(Path(moving_mnist.DIGITS_FILE).read_bytes())
-        h.update(repr((moving_mnist.STEP, moving_mnist.TEST_FRACTION, moving_mnist.DIGIT_SIZE)).encode())
-    return h.hexdigest()[:12]
+    """A hash of what a judge of this kind learns from (its bundled data and protocol constants)."""
+    return hashlib.sha1(judge_kind(kind).data_version()).hexdigest()[:12]
 
 
 def judge_key(settings: JudgeSettings) -> str:
@@ -157,34 +191,31 @@ class Judge:
         self.net.to(device)
         return self
 
+    def accuracy(self, test, size: int = JUDGE_SIZE) -> dict[str, float]:
+        """Held-out accuracy per head on its kind's test data seen at ``size``."""
+        return judge_kind(self.kind).accuracy(self, test, size)
+
     @torch.no_grad()
     def sprites(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Sequences (B, 8, 3, S, S) -> attribute probabilities (B, 4, 6), action probabilities (B, 9).
-
-        Frames are upsampled to 64 if needed. A sequence's attributes combine its frames'
-        predictions by averaging log-probabilities (the attributes are static).
-        """
-        self._expect("sprites")
-        attr_logits, action_logits = self.net.eval()(to_judge_size(x))
-        attrs = attr_logits.log_softmax(-1).mean(1).softmax(-1)
-        return attrs, action_logits.softmax(-1)
+        """Sprites sequences (B, 8, 3, S, S) -> attribute probabilities (B, 4, 6), action
+        probabilities (B, 9); frames are upsampled to 64 if needed."""
+        return self._read("read_sequences", "read Sprites sequences", x)
 
     @torch.no_grad()
     def sprites_frames(self, x: Tensor) -> Tensor:
-        """Frames (..., 3, S, S), any number -> each frame's attribute probabilities (..., 4, 6)."""
-        self._expect("sprites")
-        net = self.net.eval()
-        return net.attribute_logits(net.encoder(to_judge_size(x))).softmax(-1)
+        """Sprites frames (..., 3, S, S), any number -> each frame's attribute probabilities (..., 4, 6)."""
+        return self._read("read_frames", "read Sprites frames", x)
 
     @torch.no_grad()
     def digits(self, x: Tensor) -> Tensor:
         """Frames (..., 1, S, S) -> digit probabilities (..., 10); upsampled to 64 if needed."""
-        self._expect("digits")
-        return self.net.eval()(to_judge_size(x)).softmax(-1)
+        return self._read("read_digits", "read digits", x)
 
-    def _expect(self, kind: str) -> None:
-        if self.kind != kind:
-            raise UserInputError(f"this is a {self.kind} judge; a {kind} judge is needed")
+    def _read(self, method: str, what: str, x: Tensor):
+        read = getattr(self.net, method, None)  # what a judge reads is its network's to say
+        if read is None:
+            raise UserInputError(f"a {self.kind} judge cannot {what}; use the judge of the run's data")
+        return read(to_judge_size(x))
 
 
 # --------------------------------------------------------------------------------------------
@@ -197,7 +228,7 @@ def _one_cycle(settings: JudgeSettings, net: nn.Module) -> tuple[torch.optim.Opt
     return opt, torch.optim.lr_scheduler.OneCycleLR(opt, settings.lr, total_steps=settings.steps)
 
 
-def _augment(x: Tensor, settings: JudgeSettings, generator: torch.Generator) -> Tensor:
+def augment(x: Tensor, settings: JudgeSettings, generator: torch.Generator) -> Tensor:
     """The whole batch through the round trip at a resolution drawn from ``settings.resolutions``."""
     pick = int(torch.randint(len(settings.resolutions), (1,), generator=generator))
     return round_trip(x, settings.resolutions[pick])

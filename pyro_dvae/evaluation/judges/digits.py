@@ -7,7 +7,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..metrics import accuracy, centre_of_mass
-from .base import JUDGE_SIZE, N_DIGITS, Judge, JudgeSettings, round_trip
+from .base import JUDGE_SIZE, Judge, JudgeKind, JudgeSettings, augment, round_trip
+
+N_DIGITS = 10
 
 
 def crop_around_centre(x: Tensor, size: int) -> Tensor:
@@ -50,6 +52,10 @@ class DigitJudgeNet(nn.Module):
         crops = crop_around_centre(x, self.window)
         return self.net(crops.reshape(-1, *crops.shape[-3:])).reshape(*x.shape[:-3], N_DIGITS)
 
+    def read_digits(self, x: Tensor) -> Tensor:
+        """64x64 frames (..., 1, 64, 64) -> digit probabilities (..., 10)."""
+        return self.eval()(x).softmax(-1)
+
 
 def judge_digits_accuracy(judge: Judge, data, size: int = JUDGE_SIZE, batch_size: int = 64) -> dict[str, float]:
     """Frame-level digit accuracy on a one-digit Moving MNIST split seen at ``size``."""
@@ -74,5 +80,21 @@ def _digit_data(settings: JudgeSettings, device: torch.device):
     return train, test
 
 
-def _digit_loss(net: DigitJudgeNet, data, sets: Tensor, x: Tensor) -> Tensor:
+def _digit_loss(net: DigitJudgeNet, data, settings: JudgeSettings, generator: torch.Generator) -> Tensor:
+    """One batch of ``settings.batch_size`` train frames (a random frame of random sequences)."""
+    sets = torch.randint(len(data), (settings.batch_size,), generator=generator, device=data.device)
+    frames = torch.randint(int(data.set_sizes[0]), (settings.batch_size,), generator=generator, device=data.device)
+    x = augment(data.frames(sets, frames), settings, generator)
     return F.cross_entropy(net(x), data.labels[sets, 0])
+
+
+def _data_version() -> bytes:
+    from ...data import moving_mnist
+
+    return (moving_mnist.DIGITS_FILE.read_bytes()
+            + repr((moving_mnist.STEP, moving_mnist.TEST_FRACTION, moving_mnist.DIGIT_SIZE)).encode())
+
+
+JUDGE = JudgeKind(name="digits", defaults={"batch_size": 64, "steps": 1500, "width": 16},
+                  build=lambda settings: DigitJudgeNet(settings.width), data=_digit_data,
+                  batch_loss=_digit_loss, accuracy=judge_digits_accuracy, data_version=_data_version)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from importlib import resources
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...errors import UserInputError
 from ..metrics import accuracy
-from .base import JUDGE_SIZE, N_ACTIONS, N_ATTRIBUTE_VALUES, Judge, JudgeSettings, round_trip
+from .base import JUDGE_SIZE, Judge, JudgeKind, JudgeSettings, augment, round_trip
+
+N_ATTRIBUTE_VALUES, N_ACTIONS = 6, 9
 
 
 class FrameEncoder(nn.Module):
@@ -56,6 +60,16 @@ class SpritesJudgeNet(nn.Module):
         h = self.encoder(x)
         return self.attribute_logits(h), self.action(h.flatten(1))
 
+    def read_sequences(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """64x64 sequences -> attribute probabilities (B, 4, 6), combining the frames' predictions by
+        averaging log-probabilities (the attributes are static), and action probabilities (B, 9)."""
+        attr_logits, action_logits = self.eval()(x)
+        return attr_logits.log_softmax(-1).mean(1).softmax(-1), action_logits.softmax(-1)
+
+    def read_frames(self, x: Tensor) -> Tensor:
+        """64x64 frames (..., 3, 64, 64) -> each frame's attribute probabilities (..., 4, 6)."""
+        return self.eval().attribute_logits(self.encoder(x)).softmax(-1)
+
 
 def judge_sprites_accuracy(judge: Judge, seqs, size: int = JUDGE_SIZE, batch_size: int = 256) -> dict[str, float]:
     """Judge accuracy per attribute and action on labelled Sprites sequences seen at ``size``."""
@@ -79,9 +93,25 @@ def _sprites_data(settings: JudgeSettings, device: torch.device):
             sprites_eval_sequences("test", device, settings.test_limit))
 
 
-def _sprites_loss(net: SpritesJudgeNet, seqs, rows: Tensor, x: Tensor) -> Tensor:
+def _sprites_loss(net: SpritesJudgeNet, seqs, settings: JudgeSettings, generator: torch.Generator) -> Tensor:
+    """One batch of ``settings.batch_size`` labelled train sequences, through the round trip."""
+    rows = torch.randint(len(seqs), (settings.batch_size,), generator=generator, device=seqs.attrs.device)
+    x = augment(seqs.frames(rows), settings, generator)
     attr_logits, action_logits = net(x)
     attrs = seqs.attrs[rows][:, None, :].expand(-1, x.shape[1], -1)
     # Summed over the four attribute heads so each head gets the action head's gradient weight.
     attr_loss = F.cross_entropy(attr_logits.reshape(-1, N_ATTRIBUTE_VALUES), attrs.reshape(-1))
     return attr_loss * attrs.shape[-1] + F.cross_entropy(action_logits, seqs.action[rows])
+
+
+def _data_version() -> bytes:
+    from ...data import sprites
+
+    # The assets live in pyro_dvae.data (beside the sprites package), as the compositor reads them.
+    manifest = resources.files("pyro_dvae.data").joinpath("assets", "lpc", "MANIFEST.tsv")
+    return manifest.read_bytes() + repr((sprites.EVAL_CELLS, sprites.SPLIT_SEED, sprites.N_TRAIN_IDENTITIES)).encode()
+
+
+JUDGE = JudgeKind(name="sprites", defaults={}, build=lambda settings: SpritesJudgeNet(settings.width),
+                  data=_sprites_data, batch_loss=_sprites_loss, accuracy=judge_sprites_accuracy,
+                  data_version=_data_version)

@@ -11,13 +11,11 @@ from torch import nn
 
 from ...checkpoint import load_checkpoint, save_checkpoint
 from ...errors import UserInputError
-from .base import Judge, JudgeSettings, _augment, _one_cycle, judge_key
-from .digits import DigitJudgeNet, _digit_data, _digit_loss, judge_digits_accuracy
-from .sprites import SpritesJudgeNet, _sprites_data, _sprites_loss, judge_sprites_accuracy
+from .base import Judge, JudgeSettings, _one_cycle, judge_key, judge_kind
 
 
 def _build_net(settings: JudgeSettings) -> nn.Module:
-    return SpritesJudgeNet(settings.width) if settings.kind == "sprites" else DigitJudgeNet(settings.width)
+    return judge_kind(settings.kind).build(settings)
 
 
 # --------------------------------------------------------------------------------------------
@@ -30,25 +28,18 @@ def train_judge(settings: JudgeSettings, device: str | torch.device = "cpu", pro
     from tqdm.auto import tqdm
 
     device = torch.device(device)
-    train_data, test_data = (_sprites_data if settings.kind == "sprites" else _digit_data)(settings, device)
+    kind = judge_kind(settings.kind)
+    train_data, test_data = kind.data(settings, device)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(settings.seed)
-        net = _build_net(settings).to(device)
+        net = kind.build(settings).to(device)
     generator = torch.Generator(device).manual_seed(settings.seed + 1)
     opt, schedule = _one_cycle(settings, net)
     net.train()
     bar = tqdm(range(settings.steps), desc=f"{settings.kind} judge", unit="step", disable=not progress,
                dynamic_ncols=True)
     for step in bar:
-        if settings.kind == "sprites":
-            rows = torch.randint(len(train_data), (settings.batch_size,), generator=generator, device=device)
-            loss = _sprites_loss(net, train_data, rows, _augment(train_data.frames(rows), settings, generator))
-        else:
-            sets = torch.randint(len(train_data), (settings.batch_size,), generator=generator, device=device)
-            frames = torch.randint(int(train_data.set_sizes[0]), (settings.batch_size,), generator=generator,
-                                   device=device)
-            x = _augment(train_data.frames(sets, frames), settings, generator)
-            loss = _digit_loss(net, train_data, sets, x)
+        loss = kind.batch_loss(net, train_data, settings, generator)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -57,9 +48,8 @@ def train_judge(settings: JudgeSettings, device: str | torch.device = "cpu", pro
             bar.set_postfix(loss=f"{loss.item():.3f}")
     net.eval()
     judge = Judge(net, settings)
-    score = judge_sprites_accuracy if settings.kind == "sprites" else judge_digits_accuracy
-    judge.report = {"test_accuracy": {str(size): score(judge, test_data, size) for size in settings.resolutions},
-                    "n_test": len(test_data)}
+    accuracy = {str(size): kind.accuracy(judge, test_data, size) for size in settings.resolutions}
+    judge.report = {"test_accuracy": accuracy, "n_test": len(test_data)}
     return judge
 
 

@@ -4,12 +4,12 @@ The field's non-probabilistic baseline: no priors, no ELBO."""
 
 from __future__ import annotations
 
-from .. import Family, register_family
+from .. import Family
 from .config import DrNetConfig, drnet_presets
 from .model import DrNet
 from .plan import DrNetPlan
 
-FAMILY = register_family(Family(
+FAMILY = Family(
     name="drnet",
     description="Denton & Birodkar 2017: content and pose encoders, an adversarial scene discriminator",
     config_class=DrNetConfig,
@@ -17,6 +17,6 @@ FAMILY = register_family(Family(
     plan_class=DrNetPlan,
     batches="windows",
     presets=drnet_presets,
-))
+)
 
 __all__ = ["DrNet", "DrNetConfig", "DrNetPlan", "FAMILY"]

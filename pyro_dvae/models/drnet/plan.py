@@ -25,6 +25,7 @@ from ...config import TrainConfig
 from ...distributed import Objective, ddp_wrap
 from ...errors import UserInputError
 from ...fastpath import autocast
+from ..plans import set_learning_rate
 from .model import DrNet
 
 
@@ -36,8 +37,8 @@ class DrNetPlan:
     frames_per_example = 1
 
     def __init__(self, model: DrNet, cfg: TrainConfig):
-        if cfg.f_kl_weight != 1:
-            raise UserInputError("DrNet has no KL terms: --f-kl-weight applies to the dvae and dsa families")
+        if cfg.f_kl_weight != 1 or cfg.z_kl_weight != 1:
+            raise UserInputError("DrNet has no KL terms: the KL weights apply to the dvae and dsa families")
         self.model, self.cfg = model, cfg
         betas = (model.cfg.adam_beta1, 0.999)
         main = [p for name, p in model.named_parameters() if not name.startswith("discriminator.")]
@@ -116,6 +117,8 @@ class DrNetPlan:
     def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["main"])
         self.discriminator_optimizer.load_state_dict(state["discriminator"])
+        for optimizer in (self.optimizer, self.discriminator_optimizer):
+            set_learning_rate(optimizer, self.cfg.lr)
 
 
 class _frozen:

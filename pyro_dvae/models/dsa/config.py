@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ...config import ModelConfig
+from ...config import GenerativeConfig
 from ...errors import UserInputError
 
 POSTERIORS = ("factorised", "full")
 
 
 @dataclass
-class DSAConfig(ModelConfig):
+class DSAConfig(GenerativeConfig):
     """Li & Mandt (2018): the shared fields plus the LSTM width and the form of q(z).
 
     ``frames`` is T, the length of the ordered windows the model trains on.
@@ -39,7 +39,7 @@ class DSAConfig(ModelConfig):
 # encoder and decoder, so that the two families differ only in what the method prescribes; the
 # schedule is the DVAE paper preset's length with the learning rate of the common DSA
 # reimplementations. `cpu`: the DVAE cpu preset's networks at the same 32x32 size, chosen by
-# measurement (benchmarks/step_time.py --models dsa), with the DVAE's 14.5-minute training budget;
+# measurement (benchmarks/speed/step_time.py --models dsa), with the DVAE's 14.5-minute training budget;
 # `tiny`: tests.
 _PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "paper": {

@@ -3,12 +3,12 @@ pairwise order-free guide. The package's default family (``--model dvae``)."""
 
 from __future__ import annotations
 
-from .. import Family, register_family
+from .. import Family
 from ..plans import SVIPlan
 from .config import DVAEConfig, dvae_presets
 from .model import DVAE
 
-FAMILY = register_family(Family(
+FAMILY = Family(
     name="dvae",
     description="Helminger et al. 2018: f from pairwise comparisons of N unordered frames, z_t i.i.d. given f",
     config_class=DVAEConfig,
@@ -16,6 +16,6 @@ FAMILY = register_family(Family(
     plan_class=SVIPlan,
     batches="subsets",
     presets=dvae_presets,
-))
+)
 
 __all__ = ["DVAE", "DVAEConfig", "FAMILY"]
