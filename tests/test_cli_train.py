@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -153,6 +154,23 @@ def test_the_default_run_trains_for_a_few_steps_through_the_cli(tmp_path, monkey
     assert run.data("train").set_sizes[0] == 63  # the protocol's poses
     assert run.config.model.z_dim == 4  # the manifold figure spans z's two principal directions
     assert {p.name for p in (out / "figures").iterdir()} >= {"latent_manifold.png", "reconstructions.png"}
+
+
+def test_the_64px_sprites_setting_trains_for_a_few_steps_through_the_cli(tmp_path, monkeypatch):
+    """examples/sprites-64.toml: the cpu preset at 64x64 with folded pixel blocks and FiLM, judged at
+    64x64 as drawn (no resizing)."""
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    out = tmp_path / "run"
+    example = Path(__file__).resolve().parents[1] / "examples" / "sprites-64.toml"
+    result = invoke("train", "--config", str(example), "--steps", "3", "--data-option", "limit_identities=4",
+                    "--out", str(out), "--quiet")
+    assert result.exit_code == 0, result.output
+    run = load_run(out)
+    m = run.config.model
+    assert (m.image_size, m.space_to_depth, m.decoder, run.config.train.max_minutes) == (64, 2, "film", 14.5)
+    assert run.model.frame_features.net[0].downscale_factor == 2  # the frames are 64x64, folded once
+    result = invoke("evaluate", str(out), "--seeds", "1", "--limit", "9", "--quiet", "--out", str(tmp_path / "e.json"))
+    assert result.exit_code == 0 and "judged at 64x64 (as drawn, no resizing)" in result.output, result.output
 
 
 def test_the_default_moving_mnist_run_trains_for_a_few_steps_through_the_cli(tmp_path, monkeypatch):

@@ -3,9 +3,12 @@
 Runs the real training step of a preset (`SVIPlan.step`, what `pyro-dvae train` runs) on the CPU
 and splits its wall-clock time by the model's networks: module hooks time each network's forward
 pass and, through backward hooks, its backward pass (on a CPU every op is synchronous, so wall
-time between two hooks is that network's time). What no network accounts for is the ELBO itself
-(Pyro's traces, the likelihood and KL terms with their backward) and Adam's update. Drawing the
-batch is timed on its own. Run on a quiet machine:
+time between two hooks is that network's time). A network whose inputs need no gradient (the frame
+features read the pixels) would end its backward pass unseen, so for the split its input is marked
+as needing one: that adds the gradient of the frames themselves, a small part of its backward pass.
+What no network accounts for is the ELBO itself (Pyro's traces, the likelihood and KL terms with
+their backward) and Adam's update; priors that return a distribution are timed forward only.
+Drawing the batch is timed on its own. Run on a quiet machine:
 
     python benchmarks/speed/step_profile.py                                  # the Sprites cpu preset
     python benchmarks/speed/step_profile.py --set model.image_size=64         # at 64x64
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from collections import defaultdict
 from pathlib import Path
 
@@ -35,6 +39,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, for
 from common import machine, with_settings  # noqa: E402
 
 
+def _inputs_need_grad(module, args):
+    """Float inputs that need no gradient get one, so the module's backward hook closes its pass."""
+    if torch.is_grad_enabled() and not any(torch.is_tensor(a) and a.requires_grad for a in args):
+        return tuple(a.detach().requires_grad_() if torch.is_tensor(a) and a.is_floating_point() else a for a in args)
+    return None
+
+
 class NetworkTimer:
     """Accumulates each top-level network's forward and backward wall time through module hooks."""
 
@@ -45,6 +56,7 @@ class NetworkTimer:
             if not any(p.requires_grad for p in module.parameters()):
                 continue
             module.register_forward_pre_hook(self._start(name, "forward"))
+            module.register_forward_pre_hook(_inputs_need_grad)
             module.register_forward_hook(self._stop(name, "forward"))
             module.register_full_backward_pre_hook(self._start(name, "backward"))
             module.register_full_backward_hook(self._stop(name, "backward"))
@@ -66,6 +78,10 @@ class NetworkTimer:
 
 
 def main() -> None:
+    # Hooks on modules that return distributions, or whose inputs need no gradient, warn; the table
+    # says how those are timed.
+    warnings.filterwarnings("ignore", message=".*backward hook.*")
+    warnings.filterwarnings("ignore", message=".*For backward hooks to be called.*")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="sprites")
     parser.add_argument("--model", default="dvae", help="model family (default: dvae)")
