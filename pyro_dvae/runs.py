@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from . import pretrained
 from .atomic import is_locked
 from .checkpoint import load_checkpoint
 from .config import RunConfig
@@ -78,10 +79,10 @@ def read_run_checkpoint(path: Path, map_location: str | torch.device = "cpu",
         raise UserInputError(f"{path} is a judge file, not a run's checkpoint; pass it to `pyro-dvae evaluate "
                              "--judge` and pass a run directory of `pyro-dvae train` here")
     needed = {"config": dict, "step": int, "model": dict}
-    if for_resume:
+    if for_resume and "release" not in payload:  # a shipped model's copy has weights only
         needed |= {"optimizer": dict, "rng": dict}
     wrong = [key for key, kind in needed.items() if not isinstance(payload.get(key), kind)]
-    if not wrong and for_resume:
+    if not wrong and for_resume and "rng" in payload:
         # rng: rank 0's random state; rng_ranks: every rank's (runs trained under torchrun).
         states = [("rng", payload["rng"])]
         states += [(f"rng_ranks[{i}]", r) for i, r in enumerate(payload.get("rng_ranks", []))]
@@ -130,10 +131,17 @@ class Run:
     config: RunConfig
     model: SequenceModel
     step: int
+    #: ``pretrained:NAME`` for a model shipped in the package (read-only), else None.
+    reference: str | None = None
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> Run:
-        """Load the latest checkpoint of a run directory (or a checkpoint file) onto ``device``."""
+        """Load the latest checkpoint of a run directory (or a checkpoint file, or a shipped model,
+        ``pretrained:NAME``) onto ``device``."""
+        if pretrained.is_reference(path):
+            run = cls.load(pretrained.resolve(str(path)), device)
+            run.reference = str(path)
+            return run
         path = Path(path)
         if not path.exists():
             raise UserInputError(f"run directory {path} does not exist; pass the --out folder of `pyro-dvae train`")
@@ -155,6 +163,21 @@ class Run:
     def figures_dir(self) -> Path:
         return self.path / FIGURES_DIR
 
+    @property
+    def name(self) -> str:
+        """How commands name the run: its folder, or its ``pretrained:NAME`` reference."""
+        return self.reference or str(self.path)
+
+    def output_dir(self, kind: str) -> Path:
+        """Where a command writes its ``kind`` of output by default: inside the run directory, or for
+        a shipped model (read-only) in ``runs/pretrained-NAME/``."""
+        return (pretrained.output_folder(self.reference) if self.reference else self.path) / kind
+
+    def writable(self, what: str) -> None:
+        """Refuse to write ``what`` into a shipped model's folder (one line: copy it first)."""
+        if self.reference:
+            raise pretrained.read_only(self.reference, what)
+
     def data(self, split: str = "test", source: str | None = None, *, ordered: bool | None = None,
              **options) -> FrameSets:
         """The run's data source (or another one) at the model's image size, on its device.
@@ -174,6 +197,8 @@ class Run:
 def describe(run: Run) -> str:
     """Which checkpoint a command read: the run and its step, and whether the run is training now
     (checkpoints are written whole and then renamed, so a reader always gets the last complete one)."""
+    if run.reference:
+        return f"{run.reference} at step {run.step} (shipped with the package: `pyro-dvae pretrained --show NAME`)"
     training = is_locked(run.path, f".{CHECKPOINT_FILE}.lock")
     return f"{run.path} at step {run.step}" + (" (training now: its last complete checkpoint)" if training else "")
 

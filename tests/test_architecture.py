@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1] / "pyro_dvae"
 
 #: Lowest first; a module may import its own layer and those below it.
 LAYERS = [
-    ("errors", "atomic", "checkpoint", "registry", "elbo", "distributed", "fastpath"),
+    ("errors", "atomic", "checkpoint", "registry", "elbo", "distributed", "fastpath", "pretrained"),
     ("config",),
     ("data",),
     ("nets", "priors"),

@@ -31,3 +31,12 @@ def test_one_version_number():
     assert "version" not in project and "version" in project["dynamic"]
     changelog = (ROOT / "CHANGELOG.md").read_text()
     assert f"## {pyro_dvae.__version__}" in changelog or f"## [{pyro_dvae.__version__}]" in changelog
+
+
+def test_the_readme_stays_short_enough_for_a_newcomer():
+    """At most 250 lines (details live in docs/), and the two install commands stay first."""
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 250, "move details from README.md to a docs/ page"
+    assert 'pip install -e ".[test]" && python -m pytest' in readme
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert 'pip install -e ".[test]" && python -m pytest' in ci  # CI runs the README's test command

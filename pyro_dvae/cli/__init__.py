@@ -73,6 +73,7 @@ def _register() -> None:
     from .evaluate import evaluate_command, judge_group
     from .inspect import inspect_command, sample_command
     from .predict import predict_command, train_predictor_command
+    from .pretrained import pretrained_group
     from .train import train_command
 
     main.add_command(train_command)
@@ -83,6 +84,7 @@ def _register() -> None:
     main.add_command(inspect_command)
     main.add_command(train_predictor_command)
     main.add_command(predict_command)
+    main.add_command(pretrained_group)
 
 
 _register()

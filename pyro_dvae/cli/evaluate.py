@@ -42,7 +42,7 @@ def evaluate_command(run_dir, seeds, out, judge_file, limit, batch_size, device,
     run = load_run(run_dir, device)
     judge = load_judge(judge_file, run.device) if judge_file else None
     report = evaluate_run(run, seeds=seeds, judge=judge, limit=limit, batch_size=batch_size, progress=not quiet)
-    out = out or run.path / "evaluation.json"
+    out = out or run.output_dir("evaluation.json")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(out, json.dumps(report, indent=2) + "\n")

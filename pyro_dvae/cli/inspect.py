@@ -65,7 +65,7 @@ def sample_command(run_dir: Path, out: Path | None, sequences: int, frames: int,
 
     check_figure_size(sequences, frames)
     run = load_run(run_dir, device)
-    sample_report(run, out or run.path / "samples", sequences, frames, seed, log=click.echo, source=source)
+    sample_report(run, out or run.output_dir("samples"), sequences, frames, seed, log=click.echo, source=source)
     click.echo(f"read {describe(run)}")
 
 
@@ -86,7 +86,7 @@ def inspect_command(run_dir: Path, out: Path | None, sequences: int, frames: int
 
     check_figure_size(sequences, frames, draws)
     run = load_run(run_dir, device)
-    out = out or run.path / "inspect"
+    out = out or run.output_dir("inspect")
     data = run.data(split, source, **parse_options(data_options))
     inspect_report(run, data, out, sequences, frames, draws, seed, log=click.echo)
     click.echo(f"read {describe(run)}")

@@ -33,6 +33,7 @@ def train_predictor_command(run_dir, steps, max_minutes, batch_size, lr, window,
     from ..runs import load_run
 
     run = load_run(run_dir, device)
+    run.writable("train a latent predictor")
     if resume:
         predictor = resume_predictor(run, steps, max_minutes, progress=not quiet)
     else:
@@ -64,5 +65,5 @@ def predict_command(run_dir, context, horizon, samples, limit, out, seed, device
     from ..runs import describe, load_run
 
     run = load_run(run_dir, device)
-    predict_report(run, out or run.path / "prediction", context, horizon, samples, seed, limit, log=click.echo)
+    predict_report(run, out or run.output_dir("prediction"), context, horizon, samples, seed, limit, log=click.echo)
     click.echo(f"read {describe(run)}")

@@ -141,6 +141,10 @@ def train_command(model, data, preset_name, device, out, resume, config_file, da
     if flags["image_size"] is not None:
         flags["image_size"] = int(flags["image_size"])
     if resume is not None:
+        from .. import pretrained
+
+        if pretrained.is_reference(resume):
+            raise pretrained.read_only(resume, "be resumed")
         changed = [k for k, v in flags.items() if v is not None and k not in ("steps", "max_minutes", "lr")]
         if changed or config_file or data_options or model_options or model or crop or out:
             raise UserInputError("when resuming only --steps, --max-minutes, --lr, --device and --nproc may be given; "

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .. import pretrained
 from ..config import RunConfig, read_config_file
 from ..errors import UserInputError
 from ..runs import CHECKPOINT_FILE, CONFIG_FILE, Run, no_checkpoint_error, read_run_checkpoint
@@ -44,6 +45,8 @@ def resume(run_dir: str | Path, steps: int | None = None, device: str | None = N
     learning rate from here on (after a NaN, say; the run then is no longer bitwise the one it
     would have been).
     """
+    if pretrained.is_reference(run_dir):
+        raise pretrained.read_only(run_dir, "be resumed")
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserInputError(f"run directory {run_dir} does not exist; pass the --out folder of a run")

@@ -110,12 +110,20 @@ class Engine:
         if payload is not None:
             step = int(payload["step"])
             load_weights(self.model, payload["model"], checkpoint, self.config.model)
-            try:
-                self.plan.load_state_dict(payload["optimizer"])
-            except (KeyError, ValueError, RuntimeError, TypeError):
-                raise UserInputError(f"{checkpoint}: the optimiser state does not match the model; the file is "
-                                     "damaged or was edited") from None
-            self._restore_rng(payload, step)
+            if "optimizer" in payload:
+                try:
+                    self.plan.load_state_dict(payload["optimizer"])
+                except (KeyError, ValueError, RuntimeError, TypeError):
+                    raise UserInputError(f"{checkpoint}: the optimiser state does not match the model; the file is "
+                                         "damaged or was edited") from None
+            if "rng" in payload:
+                self._restore_rng(payload, step)
+            else:  # a shipped model's copy: weights without optimiser or random state
+                seed = rank_seed(self.cfg.seed + step, self.ranks.rank)
+                torch.manual_seed(seed)
+                self.batch_rng.manual_seed(seed + 1)
+                self.say(f"{checkpoint} holds weights only (a shipped model): training continues from step {step} "
+                         "with a fresh optimiser")
             self.saved_step = step
         if self.ranks.active:  # after loading: DDP starts every rank from rank 0's weights
             if not hasattr(self.plan, "distribute"):
