@@ -28,6 +28,7 @@ import os
 import sys
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -200,9 +201,12 @@ def launch_local(nproc: int, args: list[str], out: str) -> None:
         killed = [(rank, f) for rank, f in failures if f.exitcode < 0 and f.signal_name() not in ("SIGTERM", "SIGINT")]
         if killed:
             rank, failure = killed[0]
+            # Claim a checkpoint only if there is one (a kill can come before the first is written).
+            kept = (f"the last checkpoint in {out} is kept (continue with `pyro-dvae train --nproc {nproc} "
+                    f"--resume {out}`)" if (Path(out) / "checkpoint.pt").is_file()
+                    else "it had written no checkpoint yet, so start it again")
             raise TrainingFailed(f"the process of rank {rank} was killed ({failure.signal_name()}), so the run "
-                                 f"stopped; the last checkpoint in {out} is kept (continue with `pyro-dvae train "
-                                 f"--nproc {nproc} --resume {out}`)") from None
+                                 f"stopped; {kept}") from None
         codes = [f.exitcode for _, f in failures if f.exitcode > 0]
         raise QuietExit(codes[0] if codes else 1) from None
 

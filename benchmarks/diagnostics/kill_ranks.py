@@ -8,7 +8,7 @@ steps, and its weights must equal the reference's bit for bit. Prints one row pe
 few minutes on the tiny preset:
 
     python benchmarks/diagnostics/kill_ranks.py                       # 5 kills, 2 processes, tiny preset
-    python benchmarks/diagnostics/kill_ranks.py --kills 3 --steps 300
+    python benchmarks/diagnostics/kill_ranks.py --kills 3 --steps 600
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from pathlib import Path
 import torch
 
 from pyro_dvae.runs import load_run
+
+STARTUP_S = 4.0  # seconds before a launch of the tiny preset trains: processes, imports, data
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, for common
 from common import machine  # noqa: E402
@@ -58,7 +60,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nproc", type=int, default=2)
     parser.add_argument("--kills", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0, help="of the kill times and victims")
     parser.add_argument("--out", type=Path, help="folder of the two runs (default: a temporary one)")
     args = parser.parse_args()
@@ -72,10 +74,12 @@ def main() -> None:
     print(f"machine: {machine()}\nreference: {args.steps} steps on {args.nproc} processes in {reference_s:.0f} s\n")
     print("| kill | after s | rank killed | exit | last line | checkpoint step |")
     print("|---|---|---|---|---|---|")
-    run, command = root / "run", [*base, *new, "--out", str(root / "run")]
+    run, command, step = root / "run", [*base, *new, "--out", str(root / "run")], None
     for kill in range(1, args.kills + 1):
         launcher = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        wait = rng.uniform(0.3, 0.9) * reference_s / args.kills + 3
+        # After start-up (a few seconds), somewhere in the steps this launch still has to train.
+        remaining = args.steps - (step or 0)
+        wait = STARTUP_S + rng.uniform(0.1, 0.6) * (reference_s - STARTUP_S) * remaining / args.steps
         time.sleep(wait)
         workers = workers_of(launcher.pid)
         if launcher.poll() is not None or not workers:
@@ -87,10 +91,12 @@ def main() -> None:
         last = [line for line in (out + err).splitlines() if line.strip()][-1]
         step = load_run(run).step if (run / "checkpoint.pt").is_file() else None
         print(f"| {kill} | {wait:.1f} | {rank} | {launcher.returncode} | {last} | {step} |", flush=True)
-        if launcher.returncode != 1 or f"rank {rank} was killed" not in last:
-            raise SystemExit(f"kill {kill}: expected exit 1 and a line naming rank {rank}")
+        claims = "last checkpoint" in last
+        if launcher.returncode != 1 or f"rank {rank} was killed" not in last or claims != (step is not None):
+            raise SystemExit(f"kill {kill}: expected exit 1 and a line naming rank {rank} that claims a "
+                             "checkpoint exactly when one exists")
         command = [*base, "--resume", str(run), "--steps", str(args.steps)] if step else command
-    subprocess.run([*base, "--resume", str(run), "--steps", str(args.steps)], check=True, capture_output=True)
+    subprocess.run(command, check=True, capture_output=True)  # to the end: resumed, or anew if never saved
     ours, theirs = load_run(run), load_run(root / "reference")
     equal = all(torch.equal(a, b) for a, b in zip(ours.model.state_dict().values(),
                                                    theirs.model.state_dict().values(), strict=True))
