@@ -19,6 +19,8 @@ from .atomic import atomic_write
 from .errors import UserInputError
 
 FORMAT = "pyro-dvae-checkpoint"
+#: A run directory's checkpoint file name (here, the lowest layer, so that every layer names it alike).
+CHECKPOINT_FILE = "checkpoint.pt"
 VERSION = 1
 
 

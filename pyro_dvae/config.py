@@ -58,6 +58,9 @@ class ModelConfig:
     # translate: the shift kernel's width is at most side/4, halved every this many training steps,
     # down to 0.7 px (0: the width is only learned)
     shift_sharpening: int = 0
+    # translate: how many canvases f draws, each moved by its own point from z and combined by a
+    # soft maximum (2 for two digits that move independently; 1: the single canvas)
+    canvases: int = 1
     # Side of the pixel blocks folded into channels before the convolutions (1: none, the paper's).
     # 2: each 2x2 block becomes 4x the channels, losslessly, and the decoder draws them back the
     # same way (a sub-pixel convolution, Shi et al. 2016), so 64x64 frames cost the convolutions
@@ -84,6 +87,8 @@ class ModelConfig:
             raise UserInputError(f"unknown decoder {self.decoder!r}; use one of {', '.join(DECODERS)}")
         if self.shift_sharpening < 0:
             raise UserInputError(f"shift_sharpening must be >= 0 steps (0: off), got {self.shift_sharpening}")
+        if self.canvases < 1 or (self.canvases > 1 and self.decoder != "translate"):
+            raise UserInputError(f"canvases={self.canvases}: use 1, or more with decoder='translate'")
         if self.space_to_depth not in (1, 2, 4) or self.image_size // self.space_to_depth < 8:
             raise UserInputError(f"space_to_depth must be 1, 2 or 4 and leave frames of at least 8x8 "
                                  f"(image_size {self.image_size}), got {self.space_to_depth}")

@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from .checkpoint import CHECKPOINT_FILE
 from .errors import PyroDVAEError, TrainingFailed, UserInputError
 
 #: How long a rank waits for the others in a collective before the run fails (a peer that hangs).
@@ -203,7 +204,7 @@ def launch_local(nproc: int, args: list[str], out: str) -> None:
             rank, failure = killed[0]
             # Claim a checkpoint only if there is one (a kill can come before the first is written).
             kept = (f"the last checkpoint in {out} is kept (continue with `pyro-dvae train --nproc {nproc} "
-                    f"--resume {out}`)" if (Path(out) / "checkpoint.pt").is_file()
+                    f"--resume {out}`)" if (Path(out) / CHECKPOINT_FILE).is_file()
                     else "it had written no checkpoint yet, so start it again")
             raise TrainingFailed(f"the process of rank {rank} was killed ({failure.signal_name()}), so the run "
                                  f"stopped; {kept}") from None

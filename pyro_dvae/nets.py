@@ -75,7 +75,11 @@ class Emitter(nn.Module):
     Gaussian of one learned width around that shift (a soft spatial transformer; translation-based
     decoders are common on Moving MNIST, e.g. DDPAE, Hsieh et al. 2018). An inductive bias for
     data whose dynamics are a translation: the deconvolutions draw a shape once per set, never per
-    position, which also makes them 1/N of the concat decoder's cost.
+    position, which also makes them 1/N of the concat decoder's cost. With ``canvases = K`` > 1, f
+    draws K canvases and z K points, one per canvas; the moved canvases combine by a soft maximum
+    of their logits (log-sum-exp less log K: the background stays the background, and where one
+    canvas draws ink the frame shows it), so K objects move independently, as Moving MNIST's digits
+    do (overlapping digits there combine by a pixel-wise maximum).
     """
 
     def __init__(self, cfg: ModelConfig):
@@ -83,6 +87,7 @@ class Emitter(nn.Module):
         self.width = cfg.conv_width
         decoder = cfg.decoder
         self.translate = decoder == "translate"
+        self.canvases = cfg.canvases
         widths = [cfg.f_dim + (0 if self.translate else cfg.z_dim), *([cfg.hidden] if decoder == "mlp" else []),
                   cfg.conv_width * FEATURE_SIDE**2]
         projection: list[nn.Module] = []
@@ -94,7 +99,7 @@ class Emitter(nn.Module):
         n = _n_halvings(cfg.image_size // block)
         for i in range(n):
             last = i == n - 1
-            out = cfg.channels * block**2 if last else cfg.conv_width
+            out = cfg.channels * self.canvases * block**2 if last else cfg.conv_width
             layers.append(nn.ConvTranspose2d(cfg.conv_width, out, 4, 2, 1))
             if not last:
                 layers.append(nn.LeakyReLU(0.2))
@@ -116,7 +121,7 @@ class Emitter(nn.Module):
             # it): wide at the start, so that every shift gets a gradient from the whole image (a
             # point shift through bilinear sampling only sees the canvas's edges and stalled where
             # the canvas was still a blur of the trajectory), and as narrow as the data lets it become.
-            self.shift = mlp([cfg.z_dim, cfg.hidden, 2])
+            self.shift = mlp([cfg.z_dim, cfg.hidden, 2 * self.canvases])
             nn.init.zeros_(self.shift[-1].weight)  # starts centred
             nn.init.zeros_(self.shift[-1].bias)
             self.log_shift_width = nn.Parameter(torch.tensor(math.log(side / 4)))
@@ -150,8 +155,9 @@ class Emitter(nn.Module):
         convolved with each frame's separable shift kernel; returns (frames, C, S, S) logits."""
         f_flat = f.reshape(-1, f.shape[-1])
         canvas = self._draw(self.project(f_flat), f_flat) - self.background
-        canvas = canvas.reshape(*f.shape[:-1], *canvas.shape[1:])
-        centre = self.shift(z)[..., None]  # (..., 2, 1): x, y
+        k = self.canvases
+        canvas = canvas.reshape(*f.shape[:-1], *([k] if k > 1 else []), -1, *canvas.shape[-2:])
+        centre = self.shift(z).reshape(*z.shape[:-1], *([k] if k > 1 else []), 2, 1)  # x, y of each canvas
         if self.sharpening and self.training and torch.is_grad_enabled():
             self.trained_steps += 1
         taps = (-0.5 * ((self.offsets - centre) / self.shift_width()) ** 2).softmax(-1)  # (..., 2, side + 1)
@@ -160,6 +166,8 @@ class Emitter(nn.Module):
         move = torch.where(inside, taps[..., self.tap.clamp(0, side)], 0.0)  # (..., 2, S, S) Toeplitz
         move_x, move_y = move[..., None, 0, :, :], move[..., None, 1, :, :]  # a channel dim each
         moved = move_y @ canvas @ move_x.transpose(-1, -2)
+        if k > 1:  # (..., K, C, S, S): the soft maximum over canvases, 0 where all show background
+            moved = moved.logsumexp(-4) - math.log(k)
         return moved.reshape(-1, *moved.shape[-3:]) + self.background
 
     def shift_width(self) -> Tensor:

@@ -18,7 +18,7 @@ import torch
 
 from . import pretrained
 from .atomic import is_locked
-from .checkpoint import load_checkpoint
+from .checkpoint import CHECKPOINT_FILE, load_checkpoint
 from .config import RunConfig
 from .data import FrameSets, load_frame_sets
 from .errors import UserInputError
@@ -27,7 +27,6 @@ from .models.base import SequenceModel
 
 CONFIG_FILE = "config.toml"
 METRICS_FILE = "metrics.jsonl"
-CHECKPOINT_FILE = "checkpoint.pt"
 FIGURES_DIR = "figures"
 
 

@@ -201,10 +201,12 @@ def test_the_cpu_preset_gives_z_the_dimensions_of_the_data_set_dynamics():
     assert (mnist.model.z_prior, mnist.train.elbo) == ("conditional-gaussian", "trace")
     assert preset("cpu", "moving-mnist-1").model.z_prior == "conditional-gaussian"
     # On 32-wide convolutions (docs/ablation.md): one digit's canvas is drawn by f and moved by z; two
-    # digits, which move apart, have f modulate every deconvolution; Sprites keeps the paper's
-    # projection at 64.
-    for source, decoder in (("moving-mnist", "film"), ("moving-mnist-1", "translate")):
-        assert (preset("cpu", source).model.decoder, preset("cpu", source).model.conv_width) == (decoder, 32)
+    # digits, which move apart, are two canvases, each moved by its own 2-D half of z; Sprites keeps
+    # the paper's projection at 64.
+    for source, canvases in (("moving-mnist", 2), ("moving-mnist-1", 1)):
+        model = preset("cpu", source).model
+        assert (model.decoder, model.canvases, model.z_dim, model.conv_width) == ("translate", canvases,
+                                                                                 2 * canvases, 32)
     assert preset("cpu", "sprites").model.conv_width == 64
     assert preset("cpu", "sprites").model.decoder == "concat"
     assert preset("paper", "sprites").model.z_dim == 2  # the paper's appendix C, unchanged
@@ -216,7 +218,7 @@ def test_the_cpu_preset_trains_on_the_protocols_poses_and_a_flag_gives_the_sheet
 
     assert preset("cpu", "sprites").data.options == {"poses": "protocol"}
     assert preset("paper", "sprites").data.options == {}  # the paper's whole sheet
-    assert preset("cpu", "moving-mnist").data.options == {}
+    assert preset("cpu", "moving-mnist").data.options == {"train_sequences": 100_000}
     assert preset("cpu", "moving-mnist-1").data.options == {"train_sequences": 100_000}
     assert preset("paper", "moving-mnist-1").data.options == {}
     config = build_config("cpu", "sprites", None, "cpu", {}, {"poses": "sheet", "limit_identities": 3})

@@ -136,7 +136,9 @@ def test_the_default_judges_ship_with_the_package(kind, monkeypatch):
     settings = judges.default_settings(kind)
     judge, key = get_judge(settings, progress=False), judges.judge_key(settings)
     assert judge.path == judges.store.shipped_judge(key) and judge.key == key
-    assert min(v for accs in judge.report["test_accuracy"].values() for v in accs.values()) > 0.95
+    # The two-digit judge reads 90% of exact pairs (docs/metrics.md says why that is short of 95%).
+    floor = 0.88 if kind == "digit-pairs" else 0.95
+    assert min(v for accs in judge.report["test_accuracy"].values() for v in accs.values()) > floor
     if kind == "sprites":  # it names the attributes of held-out test identities
         ids = torch.from_numpy(split_identities("test")[:12])
         x = SpriteCompositor().render(ids[:, None], torch.tensor([c for row in EVAL_CELLS for c in row]))
@@ -158,7 +160,7 @@ def test_a_run_file_is_not_a_judge(tmp_path, tiny_config):
 
 def _documented_keys() -> set[str]:
     """`section.metric` names listed in docs/metrics.md's JSON key tables."""
-    return set(re.findall(r"^\| `([a-z_]+\.[a-z_]+)` \|", DOCS.read_text(), flags=re.M))
+    return set(re.findall(r"^\| `([a-z_0-9]+\.[a-z_0-9]+)` \|", DOCS.read_text(), flags=re.M))
 
 
 def _report_keys(report: dict) -> set[str]:

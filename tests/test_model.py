@@ -267,7 +267,7 @@ OPTIONS = [dict(decoder="film"), dict(decoder="mlp"), dict(decoder="translate"),
            dict(decoder="translate", shift_sharpening=2), dict(f_prior="flow"),
            dict(likelihood="gaussian", pixel_scale=0.1), dict(likelihood="gaussian-linear", pixel_scale=0.1),
            dict(likelihood="gaussian-linear"), dict(space_to_depth=2), dict(space_to_depth=2, decoder="film"),
-           dict(space_to_depth=2, decoder="translate")]
+           dict(space_to_depth=2, decoder="translate"), dict(decoder="translate", canvases=2, z_dim=4)]
 
 
 @pytest.mark.parametrize("options", OPTIONS, ids=lambda o: "-".join(map(str, o.values())))
@@ -352,6 +352,32 @@ def test_translate_decoder_draws_one_canvas_per_f_that_z_only_moves():
     assert torch.allclose(moved[..., :2], torch.full_like(moved[..., :2], -3.0), atol=1e-5)
     assert torch.allclose(moved[..., -1, :], torch.full_like(moved[..., -1, :], -3.0), atol=1e-5)
     assert emitter.project[0].in_features == preset("tiny").model.f_dim  # the canvas never reads z
+
+
+def test_two_canvases_move_independently_and_show_the_background_where_neither_draws():
+    """With canvases=2 (two digits), each canvas goes where its own point from z puts it."""
+    emitter = tiny_model(decoder="translate", canvases=2, z_dim=4, channels=1).emitter
+    side, background = preset("tiny").model.image_size, -4.0
+    drawn = torch.full((2, side, side), background)
+    drawn[0, 5, 5] = drawn[1, 10, 3] = 6.0  # one ink pixel on each canvas
+    emitter._draw = lambda h, f_flat: drawn.reshape(1, 2, side, side).expand(len(h), -1, -1, -1)
+
+    def frame(*shifts: int) -> torch.Tensor:  # canvas k moves by (shifts[2k], shifts[2k + 1]) = (x, y)
+        with torch.no_grad():
+            emitter.background.fill_(background)
+            emitter.log_shift_width.fill_(-3.0)  # no blur
+            emitter.shift[-1].weight.zero_()
+            emitter.shift[-1].bias.copy_(torch.tensor(shifts, dtype=torch.float32))
+            return emitter(torch.randn(1, 1, 8), torch.randn(1, 1, 4))[0, 0, 0]
+
+    def ink(x: torch.Tensor) -> set[tuple[int, int]]:
+        return {tuple(p) for p in (x > 0).nonzero().tolist()}
+
+    assert ink(frame(0, 0, 0, 0)) == {(5, 5), (10, 3)}
+    assert ink(frame(2, 1, 0, 0)) == {(6, 7), (10, 3)}  # the first moves, the second stays
+    assert ink(frame(2, 1, -3, 4)) == {(6, 7), (14, 0)}  # and the second moves on its own
+    still = frame(0, 0, 0, 0)
+    assert torch.allclose(still[still < 0], torch.tensor(background))  # background where neither draws
 
 
 def test_shift_sharpening_halves_the_widest_shift_kernel_per_period_of_training_steps():

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..errors import UserInputError
 from .train import SEED
 
 
@@ -84,6 +85,31 @@ def export_sprites_cmd(out_dir: Path, split: str, limit_identities: int | None, 
     splits = ("train", "test") if split == "both" else (split,)
     written = export_sprites(out_dir, splits, limit_identities=limit_identities, device=device)
     click.echo(f"wrote {len(written)} files to {out_dir}")
+
+
+@export_group.command("moving-mnist")
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
+              help="Directory for mnist_test_seq.npy (created if missing).")
+@click.option("--sequences", type=click.IntRange(min=1), default=10000, show_default=True,
+              help="Number of sequences (the public file has 10000).")
+@click.option("--split", type=click.Choice(["train", "test"]), default="test", show_default=True,
+              help="Which split's digit images to draw.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the generated sequences.")
+def export_moving_mnist_cmd(out_dir: Path, sequences: int, split: str, seed: int):
+    """Write two-digit sequences in the public file's layout: mnist_test_seq.npy, (20, n, 64, 64) uint8.
+
+    Read back with `--data OUT/mnist_test_seq.npy` exactly as the public file is (no labels: runs on
+    it are evaluated label-free), so the paper's data format can be tried where it cannot be downloaded.
+    """
+    from ..data.arrays import OFFICIAL_NAME
+    from ..data.moving_mnist import export_public_layout
+
+    try:
+        path = export_public_layout(out_dir / OFFICIAL_NAME, split, sequences, seed)
+    except OSError as err:
+        raise UserInputError(f"cannot write {out_dir / OFFICIAL_NAME} ({err.strerror}); "
+                             "choose a writable --out") from None
+    click.echo(f"wrote {path}: {sequences} sequences of 20 frames, 64x64")
 
 
 @preview_group.command("sprites")

@@ -26,14 +26,19 @@ _JUDGE_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 @click.option("--limit", type=click.IntRange(min=1), help="Evaluate only the first N test sequences.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True,
               help="Sequences per forward pass.")
+@click.option("--protocol", "protocol_name", metavar="DATA",
+              help="Judge with the protocol of data set DATA instead of the run's own; on a run of other data it "
+                   "compares with the judge's readings of the real frames (label-free), e.g. --protocol "
+                   "moving-mnist for your own two-digit videos.")
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu, cuda or cuda:N.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def evaluate_command(run_dir, seeds, out, judge_file, limit, batch_size, device, quiet):
+def evaluate_command(run_dir, seeds, out, judge_file, limit, batch_size, protocol_name, device, quiet):
     """Compute reconstruction and disentanglement metrics of a trained RUN on its test data.
 
     The protocol follows the run's data: Sprites (judge accuracies, IS, entropies, swaps),
-    one-digit Moving MNIST (digit and position after swaps) or, for other data, the label-free
-    metrics (ELBO, MSE, PSNR, f consistency). See docs/metrics.md.
+    Moving MNIST (the digit pair, or the one digit, and the positions after swaps; label-free on
+    the public mnist_test_seq.npy) or, for other data, the label-free metrics (ELBO, MSE, PSNR,
+    f consistency). See docs/metrics.md.
     """
     from ..evaluation import evaluate_run, format_report
     from ..evaluation.judges import load_judge
@@ -41,7 +46,8 @@ def evaluate_command(run_dir, seeds, out, judge_file, limit, batch_size, device,
 
     run = load_run(run_dir, device)
     judge = load_judge(judge_file, run.device) if judge_file else None
-    report = evaluate_run(run, seeds=seeds, judge=judge, limit=limit, batch_size=batch_size, progress=not quiet)
+    report = evaluate_run(run, seeds=seeds, judge=judge, limit=limit, batch_size=batch_size, progress=not quiet,
+                          protocol_name=protocol_name)
     out = out or run.output_dir("evaluation.json")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -59,7 +65,8 @@ def judge_group() -> None:
 
 @judge_group.command("train")
 @click.argument("kind", default="sprites")
-@click.option("--steps", type=click.IntRange(min=1), help="Training steps (default 1200 sprites, 1500 digits).")
+@click.option("--steps", type=click.IntRange(min=1),
+              help="Training steps (default 1200 sprites, 1500 digits, 4000 digit-pairs).")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Sequences (sprites) or frames (digits) per step.")
 @click.option("--limit-identities", "--limit", "limit", type=click.IntRange(min=1),
               help="Train on the first K train identities (sprites) or sequences (digits) only.")
@@ -74,8 +81,8 @@ def judge_group() -> None:
 def judge_train_command(kind, steps, batch_size, limit, test_limit, seed, out, retrain, device, quiet):
     """Train (or fetch from the cache) the KIND judge and print its held-out accuracy.
 
-    KIND is the judge of a labelled data set: sprites (the default) or digits (one-digit Moving
-    MNIST), or one that an installed package declares.
+    KIND is the judge of a labelled data set: sprites (the default), digits (one-digit Moving
+    MNIST) or digit-pairs (two-digit Moving MNIST), or one that an installed package declares.
     """
     from ..evaluation.judges import default_settings, get_judge, save_judge
     from ..runs import resolve_device

@@ -34,7 +34,8 @@ PATH_SOURCES = {
     ),
     "mnist_test_seq.npy": (
         "the public Moving MNIST file, recognised by this name: (20, n, 64, 64) uint8, "
-        "memory-mapped"
+        "memory-mapped; evaluated label-free with the two-digit protocol (write one with "
+        "`pyro-dvae data export moving-mnist`)"
     ),
 }
 
@@ -85,8 +86,20 @@ def load_frame_sets(
     )
 
 
+def protocol_of(source: str | Path, options: dict) -> str | None:
+    """``"module:NAME"`` of the evaluation protocol of runs on ``source`` with ``options``: a
+    registered data set's own, the label-free two-digit protocol for the public Moving MNIST file
+    (recognised by its name), else None (label-free metrics only)."""
+    from .arrays import OFFICIAL_NAME, OFFICIAL_PROTOCOL
+
+    name = str(source)
+    if name in DATASETS:
+        return DATASETS.get(name).protocol_name(options)
+    return OFFICIAL_PROTOCOL if Path(name).name == OFFICIAL_NAME else None
+
+
 def source_descriptions() -> dict[str, str]:
     """Registered data sets: name -> one-line description (``pyro-dvae data sources``)."""
     return {name: record.description for name, record in DATASETS.items()}
 
-__all__ = ["DataSet", "FrameSets", "PATH_SOURCES", "load_frame_sets", "source_descriptions"]
+__all__ = ["DataSet", "FrameSets", "PATH_SOURCES", "load_frame_sets", "protocol_of", "source_descriptions"]

@@ -135,27 +135,58 @@ class MovingMNIST(FrameSets):
         self.set_sizes = torch.full((n,), steps, dtype=torch.long, device=self.device)
 
     def _gather(self, set_idx: Tensor, frame_idx: Tensor) -> Tensor:
-        # Each output pixel looks up its source pixel in every digit: one gather for the whole
-        # batch; pixels outside a digit's 28x28 box are masked to 0, then digits combine by max.
         shape = set_idx.shape
         sets, frames = set_idx.reshape(-1), frame_idx.reshape(-1)
-        corner = self.positions[sets, frames]  # (M, digits, 2)
-        grid = torch.arange(FRAME_SIZE, device=self.device)
-        rows = grid - corner[..., 0, None]  # (M, digits, 64)
-        cols = grid - corner[..., 1, None]
-        inside = ((rows >= 0) & (rows < DIGIT_SIZE))[..., :, None] & ((cols >= 0) & (cols < DIGIT_SIZE))[..., None, :]
-        pixels = self._images[
-            self.digit_indices[sets][..., None, None],
-            rows.clamp(0, DIGIT_SIZE - 1)[..., :, None],
-            cols.clamp(0, DIGIT_SIZE - 1)[..., None, :],
-        ]
-        frame = torch.where(inside, pixels, torch.zeros((), dtype=pixels.dtype, device=self.device))
-        frame = frame.amax(dim=1).float().div_(255)
+        frame = render(self._images, self.digit_indices[sets], self.positions[sets, frames])
         return frame.reshape(*shape, 1, FRAME_SIZE, FRAME_SIZE)
 
 
-def _one_digit_protocol(options) -> str | None:
-    return "pyro_dvae.evaluation.digits:PROTOCOL" if options.get("digits", 2) == 1 else None
+def render(images: Tensor, digit_indices: Tensor, corners: Tensor) -> Tensor:
+    """Frames (M, 1, 64, 64) in [0, 1] of the digit images ``digit_indices`` (M, digits) of
+    ``images`` (n, 28, 28) uint8 with top-left corners ``corners`` (M, digits, 2) (row, column).
+
+    Each output pixel looks up its source pixel in every digit: one gather for the whole batch;
+    pixels outside a digit's 28x28 box are masked to 0, then digits combine by max.
+    """
+    device = images.device
+    grid = torch.arange(FRAME_SIZE, device=device)
+    rows = grid - corners[..., 0, None]  # (M, digits, 64)
+    cols = grid - corners[..., 1, None]
+    inside = ((rows >= 0) & (rows < DIGIT_SIZE))[..., :, None] & ((cols >= 0) & (cols < DIGIT_SIZE))[..., None, :]
+    pixels = images[
+        digit_indices[..., None, None],
+        rows.clamp(0, DIGIT_SIZE - 1)[..., :, None],
+        cols.clamp(0, DIGIT_SIZE - 1)[..., None, :],
+    ]
+    frame = torch.where(inside, pixels, torch.zeros((), dtype=pixels.dtype, device=device))
+    return frame.amax(dim=1).float().div_(255)[:, None]
+
+
+def box_centres(corners: Tensor) -> Tensor:
+    """Centres (row, column) of the 28x28 digit boxes whose top-left corners are ``corners`` (..., 2),
+    in pixels of the 64x64 frame (pixel i at coordinate i, as :func:`centre_of_mass` counts)."""
+    return corners.float() + (DIGIT_SIZE - 1) / 2
+
+
+def export_public_layout(path: Path, split: str = "test", num_sequences: int = 10000, seed: int = 0) -> Path:
+    """Write generated two-digit sequences in the public file's layout, (20, n, 64, 64) uint8 (time first).
+
+    The public ``mnist_test_seq.npy`` cannot be downloaded everywhere; a file written here under that
+    name is read exactly as the public one (``--data DIR/mnist_test_seq.npy``), without labels.
+    """
+    from ..atomic import atomic_write
+
+    data = MovingMNIST(split, digits=2, num_sequences=num_sequences, sequence_length=20, seed=seed)
+    frames = torch.arange(20)
+    chunks = [(data.frames(torch.arange(s, min(s + 500, len(data)))[:, None], frames) * 255).round().to(torch.uint8)
+              for s in range(0, len(data), 500)]
+    array = torch.cat(chunks)[:, :, 0].transpose(0, 1).contiguous().numpy()  # (20, n, 64, 64)
+    return atomic_write(path, lambda handle: np.save(handle, array, allow_pickle=False))
+
+
+def _protocol(options) -> str:
+    one = options.get("digits", 2) == 1
+    return "pyro_dvae.evaluation.digits:PROTOCOL" if one else "pyro_dvae.evaluation.pairs:PROTOCOL"
 
 
 DATASET = DataSet(
@@ -164,12 +195,12 @@ DATASET = DataSet(
                  "the device; 10000 train / 1000 test sequences from disjoint digit images (options: digits=1|2, "
                  "num_sequences, train_sequences, sequence_length, seed)"),
     opener=MovingMNIST,
-    protocol=_one_digit_protocol,
+    protocol=_protocol,
 )
 ONE_DIGIT_DATASET = DataSet(
     name="moving-mnist-1",
     description="Moving MNIST with one digit per sequence (moving-mnist with digits=1)",
     opener=MovingMNIST,
     fixed_options={"digits": 1},
-    protocol=_one_digit_protocol,
+    protocol=_protocol,
 )

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from .. import posterior
+from ..data import protocol_of
 from ..errors import UserInputError
 from ..models.base import SequenceModel
 from ..registry import DATASETS, resolve
@@ -63,6 +64,10 @@ class Protocol:
         every test sequence in temporal order, for prediction.
     judge_predictions : ``judge_predictions(judge, context, predicted, labels) -> dict``: judged
         accuracies of predicted frames (context (B, K, ...), predicted (B, H, ...)), or None.
+    labelled : whether the references are the data's labels (False: the judge's readings of the
+        real frames, for data without labels).
+    label_free : the same protocol without labels, for data other than its own
+        (``pyro-dvae evaluate --protocol``), or None.
     """
 
     name: str
@@ -73,6 +78,8 @@ class Protocol:
     prediction: tuple[int, int] = (5, 10)
     sequences: Callable[[Run, int, int | None], tuple[Tensor, dict]] | None = None
     judge_predictions: Callable[[Judge, Tensor, Tensor, dict], dict] | None = None
+    labelled: bool = True
+    label_free: Protocol | None = None
 
     def test_batches(self, run: Run, limit: int | None, batch_size: int):
         return (self.batches or frame_set_batches)(run, limit, batch_size)
@@ -81,18 +88,36 @@ class Protocol:
         return (self.sequences or ordered_test_sequences)(run, length, limit)
 
 
-def protocol_for(run: Run) -> Protocol:
-    """The protocol of a run: its data set's (for the options it trained with), else :data:`GENERIC`."""
-    source, options = str(run.config.data.source), run.config.data.options
-    if source not in DATASETS:
-        return GENERIC
-    reference = DATASETS.get(source).protocol_name(options)
-    if reference is None:
-        return GENERIC
+def _resolved(reference: str) -> Protocol:
     protocol = resolve(reference)
     if not isinstance(protocol, Protocol):
         raise UserInputError(f"{reference} is not a pyro_dvae.evaluation.Protocol; fix the package that declares it")
     return protocol
+
+
+def protocol_for(run: Run, name: str | None = None) -> Protocol:
+    """The protocol of a run: its data's (for the options it trained with), else :data:`GENERIC`.
+
+    ``name`` (a registered data set) asks for that data set's protocol instead: its own on a run
+    of that data set, its label-free variant on any other run.
+    """
+    source, options = str(run.config.data.source), run.config.data.options
+    reference = protocol_of(source, options)
+    own = GENERIC if reference is None else _resolved(reference)
+    if name is None:
+        return own
+    if name not in DATASETS:
+        raise UserInputError(f"unknown protocol {name!r}; use the name of a data set: {', '.join(DATASETS.names())}")
+    wanted_reference = DATASETS.get(name).protocol_name({})
+    if wanted_reference is None:
+        raise UserInputError(f"{name} has no judged protocol; leave out --protocol")
+    wanted = _resolved(wanted_reference)
+    if own is wanted or own is wanted.label_free:
+        return own
+    if wanted.label_free is None:
+        raise UserInputError(f"the {wanted.name} protocol needs its own labelled test set; "
+                             f"evaluate a run trained on {name} with it")
+    return wanted.label_free
 
 
 # --------------------------------------------------------------------------------------------

@@ -53,7 +53,7 @@ def _one_seed(run: Run, protocol: Protocol, judge: Judge | None, batches: Iterat
 
 
 def evaluate_run(run: Run, *, seeds: int = 3, judge: Judge | None = None, limit: int | None = None,
-                 batch_size: int = 128, progress: bool = True) -> dict:
+                 batch_size: int = 128, progress: bool = True, protocol_name: str | None = None) -> dict:
     """Evaluate a trained run on its test data; returns the report written as JSON.
 
     Parameters
@@ -64,12 +64,14 @@ def evaluate_run(run: Run, *, seeds: int = 3, judge: Judge | None = None, limit:
     limit : evaluate only the first ``limit`` test sequences (quick checks); None for all.
     batch_size : sequences per forward pass.
     progress : show a tqdm bar.
+    protocol_name : evaluate with this data set's protocol (label-free on another data set's run)
+        instead of the run's own.
     """
     from tqdm.auto import tqdm
 
     if seeds < 1:
         raise UserInputError(f"--seeds must be >= 1, got {seeds}")
-    protocol = protocol_for(run)
+    protocol = protocol_for(run, protocol_name)
     kind = protocol.judge.name if protocol.judge is not None else None
     if kind is not None and judge is None:
         judge = get_judge(default_settings(kind), run.device, progress)
@@ -92,6 +94,7 @@ def evaluate_run(run: Run, *, seeds: int = 3, judge: Judge | None = None, limit:
     return {
         "run": str(run.path), "step": run.step, "model": run.config.model.family,
         "data": str(run.config.data.source), "protocol": protocol.name, "resampled_from": resampling(run.model),
+        "references": _REFERENCES[protocol.labelled] if kind is not None else None,
         "seeds": seeds, "n_sequences": n, "frames_per_sequence": n_frames,
         "image_size": run.config.model.image_size,
         "judge": None if judge is None else {
@@ -101,6 +104,10 @@ def evaluate_run(run: Run, *, seeds: int = 3, judge: Judge | None = None, limit:
         },
         "metrics": dict(metrics),
     }
+
+
+_REFERENCES = {True: "labels: the test set's true classes and positions",
+               False: "label-free: the judge's readings of the real test frames"}
 
 
 def format_report(report: dict) -> str:
@@ -113,6 +120,8 @@ def format_report(report: dict) -> str:
         how = ("as drawn, no resizing" if size == judged
                else f"the model's {size}x{size} frames upsampled by nearest neighbour")
         lines.append(f"judged at {judged}x{judged} ({how})")
+        if report.get("references"):
+            lines.append(f"compared with {report['references']}")
         acc = report["judge"]["report"].get("test_accuracy", {}).get(str(report["image_size"]))
         if acc:
             shown = ", ".join(f"{k} {v:.4f}" for k, v in acc.items())

@@ -5,6 +5,8 @@
   sequences of the 1000 train identities.
 * Digit judge: a 10-way classifier of 64x64 Moving MNIST frames with one digit, trained on the
   train split (disjoint digit images from the test split).
+* Digit-pair judge: from a 64x64 frame with two digits, the unordered pair of their classes (55
+  ways) and the centres of their boxes, trained on the two-digit train split.
 
 Judges read 64x64 frames. A model trained at a smaller ``image_size`` is judged on its outputs
 upsampled to 64 by nearest neighbour (:func:`to_judge_size`); so that this costs the judge no
@@ -24,6 +26,7 @@ The package is split by responsibility; every public name is re-exported here:
   :func:`to_judge_size`, :func:`round_trip`) and the shared training pieces;
 * :mod:`.sprites`: the Sprites judge network, its data, loss and accuracy (its ``JUDGE`` record);
 * :mod:`.digits`: the digit judge network, its data, loss and accuracy (its ``JUDGE`` record);
+* :mod:`.pairs`: the digit-pair judge, the same pieces;
 * :mod:`.store`: :func:`train_judge` for either kind, judge files and the cache
   (:func:`save_judge`, :func:`load_judge`, :func:`get_judge`).
 """
@@ -45,6 +48,7 @@ from .base import (
     to_judge_size,
 )
 from .digits import N_DIGITS, DigitJudgeNet, crop_around_centre, judge_digits_accuracy
+from .pairs import N_PAIRS, PAIRS, PairJudgeNet, judge_pairs_accuracy, matched_distances, pair_index
 from .sprites import N_ACTIONS, N_ATTRIBUTE_VALUES, FrameEncoder, SpritesJudgeNet, judge_sprites_accuracy
 from .store import cache_dir, get_judge, load_judge, save_judge, train_judge
 
@@ -54,8 +58,11 @@ __all__ = [
     "N_ACTIONS",
     "N_ATTRIBUTE_VALUES",
     "N_DIGITS",
+    "N_PAIRS",
+    "PAIRS",
     "DigitJudgeNet",
     "FrameEncoder",
+    "PairJudgeNet",
     "Judge",
     "JudgeKind",
     "JudgeSettings",
@@ -70,8 +77,11 @@ __all__ = [
     "judge_key",
     "judge_kind",
     "judge_kinds",
+    "judge_pairs_accuracy",
     "judge_sprites_accuracy",
     "load_judge",
+    "matched_distances",
+    "pair_index",
     "resample",
     "round_trip",
     "save_judge",

@@ -211,6 +211,12 @@ class Judge:
         """Frames (..., 1, S, S) -> digit probabilities (..., 10); upsampled to 64 if needed."""
         return self._read("read_digits", "read digits", x)
 
+    @torch.no_grad()
+    def digit_pairs(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Two-digit frames (..., 1, S, S) -> probabilities of the 55 unordered digit pairs (..., 55)
+        and the two digits' box centres (..., 2, 2) in pixels of the 64x64 frame; upsampled to 64 if needed."""
+        return self._read("read_pairs", "read digit pairs", x)
+
     def _read(self, method: str, what: str, x: Tensor):
         read = getattr(self.net, method, None)  # what a judge reads is its network's to say
         if read is None:
