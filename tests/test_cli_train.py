@@ -207,6 +207,12 @@ def test_the_cpu_preset_gives_z_the_dimensions_of_the_data_set_dynamics():
         model = preset("cpu", source).model
         assert (model.decoder, model.canvases, model.z_dim, model.conv_width) == ("translate", canvases,
                                                                                  2 * canvases, 32)
+    # The public Moving MNIST file (recognised by its name) holds two digits: their preset, less the
+    # generator's options; another file keeps the generic one.
+    public = preset("cpu", "/data/mnist_test_seq.npy")
+    assert public.model == mnist.model and public.data.options == {}
+    assert preset("paper", "/data/mnist_test_seq.npy").model.f_dim == 64  # the paper's appendix A
+    assert preset("cpu", "/data/clips.npy").model.decoder == "concat"
     assert preset("cpu", "sprites").model.conv_width == 64
     assert preset("cpu", "sprites").model.decoder == "concat"
     assert preset("paper", "sprites").model.z_dim == 2  # the paper's appendix C, unchanged

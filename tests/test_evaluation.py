@@ -136,8 +136,8 @@ def test_the_default_judges_ship_with_the_package(kind, monkeypatch):
     settings = judges.default_settings(kind)
     judge, key = get_judge(settings, progress=False), judges.judge_key(settings)
     assert judge.path == judges.store.shipped_judge(key) and judge.key == key
-    # The two-digit judge reads 90% of exact pairs (docs/metrics.md says why that is short of 95%).
-    floor = 0.88 if kind == "digit-pairs" else 0.95
+    # The two-digit judge reads 93% of exact pairs (docs/metrics.md says why that is short of 95%).
+    floor = 0.92 if kind == "digit-pairs" else 0.95
     assert min(v for accs in judge.report["test_accuracy"].values() for v in accs.values()) > floor
     if kind == "sprites":  # it names the attributes of held-out test identities
         ids = torch.from_numpy(split_identities("test")[:12])

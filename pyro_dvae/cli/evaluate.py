@@ -66,7 +66,7 @@ def judge_group() -> None:
 @judge_group.command("train")
 @click.argument("kind", default="sprites")
 @click.option("--steps", type=click.IntRange(min=1),
-              help="Training steps (default 1200 sprites, 1500 digits, 4000 digit-pairs).")
+              help="Training steps (default 1200 sprites, 1500 digits, 8000 digit-pairs).")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Sequences (sprites) or frames (digits) per step.")
 @click.option("--limit-identities", "--limit", "limit", type=click.IntRange(min=1),
               help="Train on the first K train identities (sprites) or sequences (digits) only.")

@@ -98,8 +98,19 @@ def protocol_of(source: str | Path, options: dict) -> str | None:
     return OFFICIAL_PROTOCOL if Path(name).name == OFFICIAL_NAME else None
 
 
+def kind_of(source: str | Path) -> str:
+    """The registered data set whose kind of frames ``source`` holds, for choosing presets: a
+    registered name itself, ``moving-mnist`` for the public Moving MNIST file (recognised by its
+    name), else ``source`` unchanged."""
+    from .arrays import OFFICIAL_NAME
+
+    name = str(source)
+    return "moving-mnist" if name not in DATASETS and Path(name).name == OFFICIAL_NAME else name
+
+
 def source_descriptions() -> dict[str, str]:
     """Registered data sets: name -> one-line description (``pyro-dvae data sources``)."""
     return {name: record.description for name, record in DATASETS.items()}
 
-__all__ = ["DataSet", "FrameSets", "PATH_SOURCES", "load_frame_sets", "protocol_of", "source_descriptions"]
+__all__ = ["DataSet", "FrameSets", "PATH_SOURCES", "kind_of", "load_frame_sets", "protocol_of",
+           "source_descriptions"]

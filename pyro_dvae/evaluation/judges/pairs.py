@@ -66,6 +66,9 @@ class PairJudgeNet(nn.Module):
             nn.Conv2d(1, w, 5, 2, 2), nn.BatchNorm2d(w), nn.ReLU(),  # 32x32
             *block(w, 2 * w), nn.MaxPool2d(2),  # 16x16
             *block(2 * w, 4 * w), *block(4 * w, 4 * w), *block(4 * w, 4 * w, dilation=2),  # sees ~40 px
+            # Two more layers, one of them wide (~70 px): overlapping digits are told apart by strokes
+            # that lie far from the centre (4000 steps without them: 90.4% of pairs, 63% when overlapping).
+            *block(4 * w, 4 * w), *block(4 * w, 4 * w, dilation=2),
         )
         self.head = nn.Conv2d(4 * w, 10 + 2, 1)  # 10 class heat maps (logits), 2 offsets
         nn.init.constant_(self.head.bias[:10], -4.0)  # most cells hold no centre
@@ -160,11 +163,12 @@ def _pair_loss(net: PairJudgeNet, data, settings: JudgeSettings, generator: torc
 def _data_version() -> bytes:
     from ...data import moving_mnist
 
-    return (moving_mnist.DIGITS_FILE.read_bytes()
-            + repr(("pair-detector", moving_mnist.STEP, moving_mnist.TEST_FRACTION, moving_mnist.DIGIT_SIZE)).encode())
+    # The architecture's version is part of the key: a cached judge of another one cannot load.
+    constants = ("pair-detector-2", moving_mnist.STEP, moving_mnist.TEST_FRACTION, moving_mnist.DIGIT_SIZE)
+    return moving_mnist.DIGITS_FILE.read_bytes() + repr(constants).encode()
 
 
 JUDGE = JudgeKind(name="digit-pairs",
-                  defaults={"batch_size": 64, "steps": 4000, "width": 12, "resolutions": (64, 32)},
+                  defaults={"batch_size": 64, "steps": 8000, "width": 16, "resolutions": (64, 32)},
                   build=lambda settings: PairJudgeNet(settings.width), data=_pair_data,
                   batch_loss=_pair_loss, accuracy=judge_pairs_accuracy, data_version=_data_version)

@@ -19,6 +19,10 @@ class DVAEConfig(GenerativeConfig):
     family: str = "dvae"
     pair_width: int = 512  # filters of Conv_C (pair maps) and Conv_F
     z_prior: str = "conditional-gaussian"  # p(z|f), a name registered in pyro_dvae.priors
+    # translate with canvases > 1: q(z_i | f, x_i) also reads where each canvas that f draws best
+    # matches frame i (a cross-correlation), so z can move each canvas to its own digit, found by
+    # its shape, rather than to whichever digit is leftmost (which makes every canvas a blend)
+    locate: bool = False
 
     def validate(self) -> None:
         super().validate()
@@ -26,6 +30,9 @@ class DVAEConfig(GenerativeConfig):
             raise UserInputError(f"frames (N) must be >= 2 for pairwise comparison, got {self.frames}")
         if self.pair_width < 1:
             raise UserInputError(f"pair_width must be positive, got {self.pair_width}")
+        if self.locate and self.decoder != "translate":
+            raise UserInputError("locate=true reads the canvases of the translate decoder; "
+                                 "set decoder='translate' or locate=false")
 
 
 # `paper`: appendix C of Helminger et al. 2018. `cpu`: chosen by measurement for a first run on a
@@ -85,12 +92,15 @@ _CPU_DATA_OPTIONS = {"sprites": {"poses": "protocol"}, "moving-mnist": {"train_s
 
 
 def dvae_presets(name: str, source: str) -> dict[str, dict[str, Any]]:
+    from ...data import kind_of
+
     settings = {section: dict(values) for section, values in _PRESETS[name].items()}
+    kind = kind_of(source)  # the public Moving MNIST file gets two-digit Moving MNIST's settings
     if name == "paper":
-        settings["model"]["f_dim"] = _PAPER_F_DIM.get(source, settings["model"]["f_dim"])
-        settings["train"]["steps"] = _PAPER_STEPS.get(source, settings["train"]["steps"])
+        settings["model"]["f_dim"] = _PAPER_F_DIM.get(kind, settings["model"]["f_dim"])
+        settings["train"]["steps"] = _PAPER_STEPS.get(kind, settings["train"]["steps"])
     if name == "cpu":
-        for section, values in _CPU_BY_SOURCE.get(source, {}).items():
+        for section, values in _CPU_BY_SOURCE.get(kind, {}).items():
             settings[section].update(values)
         settings["data"] = dict(_CPU_DATA_OPTIONS.get(source, {}))
     return settings
