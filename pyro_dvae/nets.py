@@ -178,13 +178,6 @@ class Emitter(nn.Module):
         cap = self.tap.shape[0] / 4 * 0.5 ** (self.trained_steps / self.sharpening)
         return torch.minimum(width, cap.clamp(min=SHARPEST_SHIFT))
 
-    def canvas_ink(self, f: Tensor) -> Tensor:
-        """The K canvases of the translate decoder, where z has not moved them yet, as ink in [0, 1]:
-        f (..., f_dim) -> (..., K, C, S, S)."""
-        f_flat = f.reshape(-1, f.shape[-1])
-        canvas = self._draw(self.project(f_flat), f_flat).sigmoid()
-        return canvas.reshape(*f.shape[:-1], self.canvases, -1, *canvas.shape[-2:])
-
     def _draw(self, h: Tensor, f_flat: Tensor) -> Tensor:
         """The deconvolutions from the projected (rows, W * 16) map to (rows, C, S, S) logits."""
         h = h.reshape(-1, self.width, FEATURE_SIDE, FEATURE_SIDE)

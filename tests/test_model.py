@@ -267,8 +267,16 @@ OPTIONS = [dict(decoder="film"), dict(decoder="mlp"), dict(decoder="translate"),
            dict(decoder="translate", shift_sharpening=2), dict(f_prior="flow"),
            dict(likelihood="gaussian", pixel_scale=0.1), dict(likelihood="gaussian-linear", pixel_scale=0.1),
            dict(likelihood="gaussian-linear"), dict(space_to_depth=2), dict(space_to_depth=2, decoder="film"),
-           dict(space_to_depth=2, decoder="translate"), dict(decoder="translate", canvases=2, z_dim=4),
-           dict(decoder="translate", canvases=2, z_dim=4, locate=True)]
+           dict(space_to_depth=2, decoder="translate"), dict(decoder="translate", canvases=2, z_dim=4)]
+
+
+def test_a_config_written_with_the_retired_locate_option_loads_without_it():
+    """Runs of commit d27080e wrote ``locate = false`` (an option measured and removed)."""
+    from pyro_dvae.config import RunConfig
+
+    written = preset("tiny", "moving-mnist").to_dict()
+    written["model"]["locate"] = False
+    assert RunConfig.from_dict(written).model == preset("tiny", "moving-mnist").model
 
 
 @pytest.mark.parametrize("options", OPTIONS, ids=lambda o: "-".join(map(str, o.values())))
@@ -379,34 +387,6 @@ def test_two_canvases_move_independently_and_show_the_background_where_neither_d
     assert ink(frame(2, 1, -3, 4)) == {(6, 7), (14, 0)}  # and the second moves on its own
     still = frame(0, 0, 0, 0)
     assert torch.allclose(still[still < 0], torch.tensor(background))  # background where neither draws
-
-
-def test_locate_finds_each_canvas_by_its_shape_wherever_the_frame_holds_it():
-    """The locate statistic: where each canvas of f lies in a frame, so z can follow a digit by its shape."""
-    from pyro_dvae.models.dvae.nets import locate
-
-    side = 32
-
-    def cross(row: int, col: int) -> torch.Tensor:
-        x = torch.zeros(side, side)
-        x[row - 3:row + 4, col] = x[row, col - 3:col + 4] = 1.0
-        return x
-
-    def ring(row: int, col: int) -> torch.Tensor:
-        x = torch.zeros(side, side)
-        x[row - 3:row + 4, col - 3:col + 4] = 1.0
-        x[row - 2:row + 3, col - 2:col + 3] = 0.0
-        return x
-
-    canvases = torch.stack([cross(16, 16), ring(16, 16)])[None, None, :, None]  # (1, 1, K=2, C=1, S, S)
-    for (r1, c1), (r2, c2) in [((20, 8), (6, 24)), ((6, 24), (20, 8)), ((10, 10), (24, 22))]:
-        frame = (cross(r1, c1) + ring(r2, c2)).clamp(max=1.0)[None, None, None]  # (1, N=1, 1, S, S)
-        found = locate(frame, canvases)[0, 0] * side
-        # canvas 0 (the cross) moves to the cross, canvas 1 (the ring) to the ring, whichever is left
-        expected = torch.tensor([r1 - 16, c1 - 16, r2 - 16, c2 - 16], dtype=torch.float32)
-        assert torch.allclose(found, expected, atol=0.05), (found, expected)
-    with pytest.raises(UserInputError, match="translate"):
-        tiny_model(decoder="concat", locate=True)
 
 
 def test_shift_sharpening_halves_the_widest_shift_kernel_per_period_of_training_steps():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from ...config import GenerativeConfig
 from ...errors import UserInputError
@@ -19,10 +19,9 @@ class DVAEConfig(GenerativeConfig):
     family: str = "dvae"
     pair_width: int = 512  # filters of Conv_C (pair maps) and Conv_F
     z_prior: str = "conditional-gaussian"  # p(z|f), a name registered in pyro_dvae.priors
-    # translate with canvases > 1: q(z_i | f, x_i) also reads where each canvas that f draws best
-    # matches frame i (a cross-correlation), so z can move each canvas to its own digit, found by
-    # its shape, rather than to whichever digit is leftmost (which makes every canvas a blend)
-    locate: bool = False
+    #: ``locate`` (a guide input tried on two digits at commit d27080e, measured worse and removed;
+    #: docs/ablation.md): configs written then hold it as false, and load without it.
+    retired: ClassVar[tuple[str, ...]] = ("locate",)
 
     def validate(self) -> None:
         super().validate()
@@ -30,9 +29,6 @@ class DVAEConfig(GenerativeConfig):
             raise UserInputError(f"frames (N) must be >= 2 for pairwise comparison, got {self.frames}")
         if self.pair_width < 1:
             raise UserInputError(f"pair_width must be positive, got {self.pair_width}")
-        if self.locate and self.decoder != "translate":
-            raise UserInputError("locate=true reads the canvases of the translate decoder; "
-                                 "set decoder='translate' or locate=false")
 
 
 # `paper`: appendix C of Helminger et al. 2018. `cpu`: chosen by measurement for a first run on a

@@ -36,7 +36,7 @@ from ..base import (
     random_subsets,
 )
 from .config import DVAEConfig
-from .nets import DynamicEncoder, StaticEncoder, locate
+from .nets import DynamicEncoder, StaticEncoder
 
 __all__ = ["DVAE", "FRAMES_DIM", "PLATE_FRAMES", "PLATE_SETS", "SETS_DIM", "SITE_F", "SITE_X", "SITE_Z"]
 
@@ -71,14 +71,9 @@ class DVAE(PyroSequenceModel):
         loc, scale = self.static_encoder(self.frame_features(x))
         return dist.Normal(loc.unsqueeze(-2), scale.unsqueeze(-2)).to_event(1)
 
-    def dynamic_posterior(self, f: Tensor, h: Tensor, x: Tensor | None = None) -> dist.Distribution:
-        """q(z | f, x) from f (..., 1, f_dim) and frame features h (..., N, W, 4, 4); with the
-        ``locate`` option also from the frames x (..., N, C, S, S) themselves."""
-        located = None
-        if self.cfg.locate:
-            with torch.no_grad():
-                located = locate(x, self.emitter.canvas_ink(f))
-        loc, scale = self.dynamic_encoder(f, h, located)
+    def dynamic_posterior(self, f: Tensor, h: Tensor) -> dist.Distribution:
+        """q(z | f, x) from f (..., 1, f_dim) and frame features h (..., N, W, 4, 4)."""
+        loc, scale = self.dynamic_encoder(f, h)
         return dist.Normal(loc, scale).to_event(1)
 
     # -- Pyro model and guide --------------------------------------------------------------
@@ -105,7 +100,7 @@ class DVAE(PyroSequenceModel):
                                 .to_event(1))
             with pyro.plate(PLATE_FRAMES, x.shape[1], dim=FRAMES_DIM):
                 with poutine.scale(scale=kl_scale):
-                    z = pyro.sample(SITE_Z, self.dynamic_posterior(f, h, x))
+                    z = pyro.sample(SITE_Z, self.dynamic_posterior(f, h))
         return f, z
 
     # -- the family's queries (pyro_dvae.models.base.SequenceModel) ------------------------
@@ -138,7 +133,7 @@ class DVAE(PyroSequenceModel):
         return loc.reshape(shape), scale.reshape(shape)
 
     def encode_dynamic(self, x: Tensor, f: Tensor) -> tuple[Tensor, Tensor]:
-        posterior = self.dynamic_posterior(f.unsqueeze(-2), self.frame_features(x), x)
+        posterior = self.dynamic_posterior(f.unsqueeze(-2), self.frame_features(x))
         return posterior.mean, posterior.stddev
 
     def sample_dynamics(self, f: Tensor, n_frames: int) -> Tensor:

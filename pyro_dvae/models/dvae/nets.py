@@ -43,49 +43,15 @@ class StaticEncoder(nn.Module):
 
 
 class DynamicEncoder(nn.Module):
-    """Parameterises q(z_i | f, x_i) from [f, h_i] (and, with ``locate``, where f's canvases lie in x_i)."""
+    """Parameterises q(z_i | f, x_i) from [f, h_i]."""
 
     def __init__(self, cfg: DVAEConfig):
         super().__init__()
-        located = 2 * cfg.canvases if cfg.locate else 0
-        self.net = mlp([cfg.f_dim + cfg.conv_width * FEATURE_SIDE**2 + located, cfg.hidden, cfg.hidden,
+        self.net = mlp([cfg.f_dim + cfg.conv_width * FEATURE_SIDE**2, cfg.hidden, cfg.hidden,
                         2 * cfg.z_dim])
 
-    def forward(self, f: Tensor, h: Tensor, located: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """f: (..., f_dim) broadcastable to h's leading dims; h: (..., W, 4, 4); located: (..., 2K)."""
+    def forward(self, f: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
+        """f: (..., f_dim) broadcastable to h's leading dims; h: (..., W, 4, 4)."""
         h = h.flatten(-3)
         f = f.expand(*h.shape[:-1], f.shape[-1])
-        inputs = [f, h] if located is None else [f, h, located]
-        return gaussian_params(self.net(torch.cat(inputs, dim=-1)))
-
-
-#: Side at which canvases are matched against frames: coarse enough to be cheap, fine enough to
-#: tell two digits apart (a digit is 14 px wide here).
-LOCATE_SIDE = 32
-
-
-def locate(frames: Tensor, canvases: Tensor, sharpness: float = 30.0) -> Tensor:
-    """Where each canvas best matches each frame, by cross-correlation over every shift.
-
-    frames (..., N, C, S, S) and canvases (..., 1, K, C, S, S) of ink in [0, 1] -> (..., N, 2K): the
-    soft argmax (row, column) of each canvas's shift, as a fraction of the side. A statistic of
-    x_i and f only (no gradient flows through it): it tells the dynamic encoder which digit is
-    which canvas's, by shape.
-    """
-    side = min(frames.shape[-1], LOCATE_SIDE)
-
-    def coarse(x: Tensor) -> Tensor:  # (..., C, S, S) -> summed ink (..., side, side), no gradient
-        ink = x.detach().sum(-3)
-        pooled = nn.functional.adaptive_avg_pool2d(ink.reshape(-1, 1, *ink.shape[-2:]), side)
-        return pooled.reshape(*ink.shape[:-2], side, side)
-
-    frame = coarse(frames).unsqueeze(-3)  # (..., N, 1, side, side)
-    canvas = coarse(canvases)  # (..., 1, K, side, side)
-    size = (2 * side, 2 * side)  # zero-padded: linear, not circular, correlation
-    scores = torch.fft.irfft2(torch.fft.rfft2(frame, s=size) * torch.fft.rfft2(canvas, s=size).conj(), s=size)
-    scores = torch.fft.fftshift(scores, dim=(-2, -1)).flatten(-2)  # index i <-> shift i - side
-    scores = scores / scores.amax(-1, keepdim=True).clamp_min(1e-6)
-    weights = (sharpness * scores).softmax(-1).reshape(*scores.shape[:-1], 2 * side, 2 * side)
-    shifts = torch.arange(2 * side, device=frames.device, dtype=weights.dtype) - side
-    where = torch.stack([(weights.sum(-1) * shifts).sum(-1), (weights.sum(-2) * shifts).sum(-1)], -1)
-    return (where / side).flatten(-2)
+        return gaussian_params(self.net(torch.cat([f, h], dim=-1)))
