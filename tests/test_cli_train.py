@@ -6,18 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from cli_helpers import invoke
 
 from pyro_dvae import __version__
-from pyro_dvae.cli import main
 from pyro_dvae.errors import UserInputError
 from pyro_dvae.runs import load_run
 
 TINY = ["--data", "squares", "--preset", "tiny", "--quiet", "--data-option", "num_sets=32"]
 
-
-def invoke(*args):
-    return CliRunner().invoke(main, list(args))
 
 
 def test_version_and_help():

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from click.testing import CliRunner
+from cli_helpers import invoke
 from pyro import poutine
 
-from pyro_dvae.cli import main
 from pyro_dvae.config import preset
 from pyro_dvae.data import load_frame_sets
 from pyro_dvae.data.sprites import SpritesActions, sprites_eval_sequences
@@ -154,9 +153,6 @@ def test_sprites_ordered_view_is_the_action_sequences():
 # -- settings of other families ------------------------------------------------------------------
 # (learning, the ELBO and every command: tests/test_every_family.py)
 
-
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 def test_dvae_only_settings_are_refused_for_dsa(tmp_path):

@@ -8,12 +8,11 @@ import json
 
 import pytest
 import torch
-from click.testing import CliRunner
+from cli_helpers import invoke
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 from squares_measures import centre, colour
 
 from pyro_dvae import posterior
-from pyro_dvae.cli import main
 from pyro_dvae.config import preset
 from pyro_dvae.data import load_frame_sets
 from pyro_dvae.elbo import elbo_loss
@@ -111,9 +110,6 @@ COMMANDS = {
     "drnet": (["--data-option", "motion=bounce"], {"transfers", "transfer_grid"}),
 }
 
-
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner
+from cli_helpers import invoke
 from torch import nn
 
 from pyro_dvae import posterior
-from pyro_dvae.cli import main
 from pyro_dvae.config import ModelConfig, RunConfig, TrainConfig, preset, read_config_file
 from pyro_dvae.errors import UserInputError
 from pyro_dvae.models import Family, family_names, get_family, register_family
@@ -27,9 +26,6 @@ from pyro_dvae.training import resume, train
 
 OLD_RUN = Path(__file__).parent / "data" / "dvae-0.1.0-tiny"
 
-
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 def test_registry_and_presets_of_every_family():

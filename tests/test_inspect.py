@@ -8,11 +8,10 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
+from cli_helpers import invoke
 from PIL import Image
 
 from pyro_dvae import posterior
-from pyro_dvae.cli import main
 from pyro_dvae.config import preset
 from pyro_dvae.models.dvae import DVAE
 from pyro_dvae.training import train
@@ -52,9 +51,6 @@ def cli_outputs(run, tmp_path_factory):
 
     return output
 
-
-def invoke(*args):
-    return CliRunner().invoke(main, list(args))
 
 
 def _pixels(path) -> np.ndarray:

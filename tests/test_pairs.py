@@ -12,12 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
+from cli_helpers import invoke, one_line_error
 from hypothesis import given
 from hypothesis import strategies as st
 from test_evaluation import _documented_keys, _report_keys
 
-from pyro_dvae.cli import main
 from pyro_dvae.data.moving_mnist import MovingMNIST, box_centres, render
 from pyro_dvae.evaluation import pairs
 from pyro_dvae.evaluation.judges import PAIRS, default_settings, get_judge, matched_distances, pair_index, round_trip
@@ -26,14 +25,6 @@ from pyro_dvae.evaluation.protocol import Batch
 N_TEST = 48  # sequences of the two-digit test split read below (x 20 frames)
 
 
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def one_line_error(result, *fragments):
-    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
-    (error,) = [line for line in result.output.splitlines() if line.startswith("Error: ")]
-    assert all(f in error for f in fragments), error
 
 
 @pytest.fixture(autouse=True)

@@ -8,23 +8,19 @@ import json
 
 import pytest
 import torch
-from click.testing import CliRunner
+from cli_helpers import invoke
 
 from pyro_dvae import posterior
-from pyro_dvae.cli import main
 from pyro_dvae.config import TrainConfig, preset
 from pyro_dvae.data import load_frame_sets
 from pyro_dvae.evaluation.metrics import ssim
 from pyro_dvae.prediction import PredictorConfig, dynamics_predictor, forecast, train_predictor
-from pyro_dvae.prediction.predictor import default_predictor_config
+from pyro_dvae.prediction.predictor import default_predictor_config, load_predictor
 from pyro_dvae.runs import load_run
 from pyro_dvae.training import train
 
 BOUNCING = {"num_sets": 16, "motion": "bounce", "frames_per_set": 12}
 
-
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 def test_ssim_is_one_for_identical_frames_and_falls_with_noise():
@@ -100,6 +96,12 @@ def test_train_predictor_cli_trains_resumes_and_refuses_what_makes_no_sense(tmp_
     assert result.exit_code == 0 and "step 9" in result.output, result.output
     result = invoke("train-predictor", run.path, "--steps", "6", "--quiet")
     assert result.exit_code == 1 and "already has a predictor" in result.output
+    (run.path / "predictor.pt").unlink()  # a point predictor instead: its rollouts repeat exactly
+    result = invoke("train-predictor", run.path, "--steps", "4", "--hidden", "8", "--deterministic", "--quiet")
+    assert result.exit_code == 0 and "deterministic predictor at step 4" in result.output, result.output
+    predictor = load_predictor(load_run(run.path))
+    z, f = torch.randn(3, 2, predictor.lstm.input_size - 8), torch.randn(3, 8)
+    assert torch.equal(predictor.rollout(z, f, 4), predictor.rollout(z, f, 4))
     dsa = train(preset("tiny", "squares", "dsa").override("data", options=BOUNCING).override("train", steps=2),
                 tmp_path / "dsa", progress=False)
     result = invoke("train-predictor", dsa.path, "--quiet")

@@ -8,10 +8,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from cli_helpers import invoke, one_line_error
 
 from pyro_dvae import load_run, pretrained
-from pyro_dvae.cli import main
 from pyro_dvae.config import preset
 from pyro_dvae.errors import UserInputError
 from pyro_dvae.evaluation import evaluate_run
@@ -19,14 +18,6 @@ from pyro_dvae.evaluation import evaluate_run
 NAMES = pretrained.names()
 
 
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def one_line_error(result, *fragments):
-    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
-    (error,) = [line for line in result.output.splitlines() if line.startswith("Error: ")]
-    assert all(f in error for f in fragments), error
 
 
 def test_sprites_and_one_digit_moving_mnist_ship_within_ten_megabytes():
