@@ -52,7 +52,7 @@ def test_shapes_determinism_and_a_zero_horizon(runs, family):
     run = runs[family]
     x = run.data("test", ordered=True).sample_windows(3, 7, torch.Generator().manual_seed(0))
     predict, stochastic = dynamics_predictor(run)
-    assert stochastic == (family != "drnet")
+    assert stochastic == (family == "dsa")  # its prior; the latent predictors are deterministic by default
 
     def draw(seed, horizon=4, samples=2):
         torch.manual_seed(seed)
@@ -76,7 +76,7 @@ def test_predict_cli_writes_figures_and_per_step_metrics(runs, family, tmp_path)
                     "--out", tmp_path / "p")
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "p" / "prediction.json").read_text())
-    assert report["model"] == family and report["horizon"] == 4 and report["samples"] == (2 if family != "drnet" else 1)
+    assert report["model"] == family and report["horizon"] == 4 and report["samples"] == (2 if family == "dsa" else 1)
     for key in ("psnr_mean", "ssim_mean", "psnr_best", "ssim_best"):
         assert len(report["metrics"][key]) == 4
     best, mean = report["metrics"]["ssim_best"], report["metrics"]["ssim_mean"]
@@ -89,18 +89,22 @@ def test_train_predictor_cli_trains_resumes_and_refuses_what_makes_no_sense(tmp_
     run = train(config.override("train", steps=4), tmp_path / "run", progress=False)
     result = invoke("predict", run.path, "--out", tmp_path / "p")
     assert result.exit_code == 1 and "train one with `pyro-dvae train-predictor" in result.output
-    result = invoke("train-predictor", run.path, "--steps", "6", "--window", "5", "--hidden", "8", "--quiet")
+    result = invoke("train-predictor", run.path, "--steps", "6", "--window", "5", "--hidden", "8", "--stochastic",
+                    "--quiet")
     assert result.exit_code == 0, result.output
     assert "stochastic predictor at step 6" in result.output
+    sampled = load_predictor(load_run(run.path))  # a Gaussian over z_t+1: its rollouts are drawn
+    z, f = torch.randn(3, 2, sampled.lstm.input_size - 8), torch.randn(3, 8)
+    assert sampled.cfg.stochastic and not torch.equal(sampled.rollout(z, f, 4), sampled.rollout(z, f, 4))
     result = invoke("train-predictor", run.path, "--resume", "--steps", "9", "--quiet")
     assert result.exit_code == 0 and "step 9" in result.output, result.output
     result = invoke("train-predictor", run.path, "--steps", "6", "--quiet")
     assert result.exit_code == 1 and "already has a predictor" in result.output
-    (run.path / "predictor.pt").unlink()  # a point predictor instead: its rollouts repeat exactly
-    result = invoke("train-predictor", run.path, "--steps", "4", "--hidden", "8", "--deterministic", "--quiet")
-    assert result.exit_code == 0 and "deterministic predictor at step 4" in result.output, result.output
+    for flags in ([], ["--deterministic"]):  # the default, and its explicit form: rollouts that repeat exactly
+        (run.path / "predictor.pt").unlink()
+        result = invoke("train-predictor", run.path, "--steps", "4", "--hidden", "8", *flags, "--quiet")
+        assert result.exit_code == 0 and "deterministic predictor at step 4" in result.output, result.output
     predictor = load_predictor(load_run(run.path))
-    z, f = torch.randn(3, 2, predictor.lstm.input_size - 8), torch.randn(3, 8)
     assert torch.equal(predictor.rollout(z, f, 4), predictor.rollout(z, f, 4))
     dsa = train(preset("tiny", "squares", "dsa").override("data", options=BOUNCING).override("train", steps=2),
                 tmp_path / "dsa", progress=False)

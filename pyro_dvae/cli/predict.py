@@ -20,9 +20,9 @@ from .train import SEED
               help="Frames per training window [default: 15, or the data's sequence length].")
 @click.option("--hidden", type=click.IntRange(min=1, max=8192), default=128, show_default=True, help="LSTM width.")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Random seed (weights, windows).")
-@click.option("--deterministic", is_flag=True,
-              help="Predict z_t+1 itself (squared error, as DrNet's predictor) rather than a Gaussian over it "
-                   "[default: Gaussian for the dvae, deterministic for drnet].")
+@click.option("--deterministic/--stochastic", default=True, show_default=True,
+              help="Predict z_t+1 itself (squared error, as DrNet's predictor), or a Gaussian over it that "
+                   "prediction samples from (keeps the action less often: docs/results.md).")
 @click.option("--resume", is_flag=True, help="Continue the run's predictor to --steps.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -45,7 +45,7 @@ def train_predictor_command(run_dir, steps, max_minutes, batch_size, lr, window,
                             device=device)
         predictor_cfg = default_predictor_config(run)
         predictor_cfg = dataclasses.replace(predictor_cfg, hidden=hidden, window=window or predictor_cfg.window,
-                                            stochastic=predictor_cfg.stochastic and not deterministic)
+                                            stochastic=not deterministic)
         predictor = train_predictor(run, train, predictor_cfg, progress=not quiet)
     kind = "stochastic" if predictor.cfg.stochastic else "deterministic"
     click.echo(f"done: {kind} predictor at step {predictor.step} in {run.path / 'predictor.pt'}")
