@@ -90,22 +90,22 @@ def protocol_of(source: str | Path, options: dict) -> str | None:
     """``"module:NAME"`` of the evaluation protocol of runs on ``source`` with ``options``: a
     registered data set's own, the label-free two-digit protocol for the public Moving MNIST file
     (recognised by its name), else None (label-free metrics only)."""
-    from .arrays import OFFICIAL_NAME, OFFICIAL_PROTOCOL
+    from .arrays import OFFICIAL_PROTOCOL, is_public_file
 
     name = str(source)
     if name in DATASETS:
         return DATASETS.get(name).protocol_name(options)
-    return OFFICIAL_PROTOCOL if Path(name).name == OFFICIAL_NAME else None
+    return OFFICIAL_PROTOCOL if is_public_file(name) else None
 
 
 def kind_of(source: str | Path) -> str:
     """The registered data set whose kind of frames ``source`` holds, for choosing presets: a
     registered name itself, ``moving-mnist`` for the public Moving MNIST file (recognised by its
     name), else ``source`` unchanged."""
-    from .arrays import OFFICIAL_NAME
+    from .arrays import is_public_file
 
     name = str(source)
-    return "moving-mnist" if name not in DATASETS and Path(name).name == OFFICIAL_NAME else name
+    return "moving-mnist" if name not in DATASETS and is_public_file(name) else name
 
 
 def source_descriptions() -> dict[str, str]:

@@ -205,6 +205,12 @@ def _value_range(array: np.ndarray) -> tuple[float, float]:
     return low, high
 
 
+def is_public_file(path: str | Path) -> bool:
+    """Whether ``path`` names the public Moving MNIST file (recognised by its name, as it is
+    distributed): it gets that file's layout, two-digit presets and label-free protocol."""
+    return Path(path).name == OFFICIAL_NAME
+
+
 def open_array_file(
     path: Path,
     split: str = "train",
@@ -215,7 +221,7 @@ def open_array_file(
 ) -> ArraySets:
     """Frame sets from an array file (see the module docstring for layouts and splits)."""
     array = read_array_file(path)
-    if path.name == OFFICIAL_NAME:
+    if is_public_file(path):
         array = official_layout(array, path)
     else:
         array = centre_crop_view(validate_sets_array(array, path))

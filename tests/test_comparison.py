@@ -1,0 +1,91 @@
+"""The comparison's scripts end to end at smoke size: the screens of DSA's and DrNet's presets
+(benchmarks/results/screen.py) and the equal-budget comparison (benchmarks/results/compare.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+
+
+def _script(name: str, *args, timeout: int = 600) -> str:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    done = subprocess.run([sys.executable, str(RESULTS / name), *map(str, args)], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return done.stdout
+
+
+def _table_rows(output: str) -> list[list[str]]:
+    lines = [line for line in output.splitlines() if line.startswith("| ") and not line.startswith("| change")]
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines]
+
+
+@pytest.mark.parametrize("family,row,field,value", [
+    ("dsa", "beta_f 0.1", ("train", "f_kl_weight"), 0.1),
+    ("drnet", "no adversarial loss", ("model", "adversarial_weight"), 0.0),
+])
+def test_a_screen_trains_each_row_through_the_cli_with_the_command_it_prints(tmp_path, family, row, field, value):
+    out = tmp_path / "screen"
+    output = _script("screen.py", "--model", family, "--data", "sprites", "--preset", "tiny", "--minutes", "0.03",
+                     "--limit", "9", "--rows", "the preset", row, "--out", out)
+    rows = _table_rows(output)
+    assert [r[0] for r in rows] == ["the preset", row]
+    for cells in rows:
+        assert int(cells[1]) > 0 and all(0 <= float(c) <= 100 for c in cells[2:9])  # steps, then seven heads
+    # The printed command is the one that trained the row: run again, it writes the same config.
+    command = shlex.split(rows[1][-1].strip("`").replace("RUN", str(tmp_path / "again")))
+    assert command[:2] == ["pyro-dvae", "train"] and "--model" in command
+    done = subprocess.run([str(Path(sys.executable).parent / command[0]), *command[1:], "--steps", "1", "--quiet"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    screened = tomllib.loads((out / "beta-f-0-1" / "config.toml").read_text()) if family == "dsa" else \
+        tomllib.loads((out / "no-adversarial-loss" / "config.toml").read_text())
+    again = tomllib.loads((tmp_path / "again" / "config.toml").read_text())
+    assert screened[field[0]][field[1]] == again[field[0]][field[1]] == value
+    assert screened["model"] == again["model"]
+    # Finished rows are kept: a second call trains nothing and prints the same table.
+    assert _table_rows(_script("screen.py", "--model", family, "--preset", "tiny", "--rows", "the preset", row,
+                               "--out", out, "--table")) == rows
+
+
+def test_a_screen_refuses_a_row_it_does_not_define(tmp_path):
+    done = subprocess.run([sys.executable, str(RESULTS / "screen.py"), "--model", "dsa", "--rows", "nonsense",
+                           "--out", tmp_path], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "unknown rows ['nonsense']" in done.stderr and "beta_f 0.1" in done.stderr
+
+
+def test_the_comparison_runs_every_family_end_to_end_and_prints_both_tables(tmp_path):
+    output = _script("compare.py", "--data", "sprites", "--preset", "tiny", "--minutes", "0.03",
+                     "--predictor-minutes", "0.02", "--limit", "9", "--seeds", "1", "--samples", "2",
+                     "--out", tmp_path)
+    disentanglement, prediction = output.split("| data | model | context")
+    families = [line.split("|")[2].strip() for line in disentanglement.splitlines() if line.startswith("| sprites")]
+    assert families == ["dvae", "dsa", "drnet"]
+    assert len([line for line in prediction.splitlines() if line.startswith("| sprites")]) == 3
+    for family in families:
+        result = json.loads((tmp_path / "sprites" / family / "compare.json").read_text())
+        assert result["steps"] > 0 and 0 <= result["metrics"]["dynamics_kept.action_accuracy"] <= 1
+        assert 0 <= result["prediction"]["metrics"]["action_accuracy"] <= 1
+
+
+def test_the_comparison_trains_the_authors_settings_beside_the_preset_and_spreads_over_seeds(tmp_path):
+    output = _script("compare.py", "--data", "sprites", "--models", "dvae", "--settings", "authors",
+                     "--train-seeds", "2", "--preset", "tiny", "--minutes", "0.02", "--predictor-minutes", "0.01",
+                     "--limit", "9", "--seeds", "1", "--samples", "1", "--out", tmp_path)
+    rows = [line.split("|") for line in output.splitlines() if line.startswith("| sprites")]
+    assert [r[2].strip() for r in rows] == ["dvae (authors)", "dvae (authors)"]  # one row per table
+    assert rows[0][3].strip() == "2" and "±" in rows[0][6]  # two training seeds: mean ± spread
+    for seed in (0, 1):
+        folder = tmp_path / "sprites" / ("dvae-authors" + (f"-seed{seed}" if seed else ""))
+        config = tomllib.loads((folder / "config.toml").read_text())
+        assert config["train"]["seed"] == seed and config["train"]["f_kl_weight"] == 1.0
+        assert config["model"]["z_prior"] == "conditional-gaussian" and config["train"]["elbo"] == "trace"
