@@ -65,7 +65,7 @@ AUTHORS: dict[str, dict[str, dict]] = {
                        "decoder": "concat", "canvases": 1, "shift_sharpening": 0},
              "train": {"f_kl_weight": 1.0, "elbo": "trace"}, "data": {"options": {}}},
     "dsa": {},
-    "drnet": {},
+    "drnet": {"train": {"lr": 2e-3}},
 }
 
 
