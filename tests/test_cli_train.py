@@ -219,8 +219,9 @@ def test_the_cpu_preset_trains_on_the_protocols_poses_and_a_flag_gives_the_sheet
     from pyro_dvae.config import preset
 
     assert preset("cpu", "sprites").data.options == {"poses": "protocol"}
-    # DrNet's screened learning rate on Sprites (docs/ablation.md); its authors' elsewhere.
+    # DSA's and DrNet's screened learning rates on Sprites (docs/ablation.md); elsewhere as before.
     assert preset("cpu", "sprites", "drnet").train.lr == 1e-3
+    assert (preset("cpu", "sprites", "dsa").train.lr, preset("cpu", "moving-mnist-1", "dsa").train.lr) == (2e-3, 1e-3)
     assert preset("cpu", "moving-mnist-1", "drnet").train.lr == preset("paper", "sprites", "drnet").train.lr == 2e-3
     assert preset("paper", "sprites").data.options == {}  # the paper's whole sheet
     assert preset("cpu", "moving-mnist").data.options == {"train_sequences": 100_000}

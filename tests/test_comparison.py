@@ -67,7 +67,7 @@ def test_the_comparison_runs_every_family_end_to_end_and_prints_both_tables(tmp_
     output = _script("compare.py", "--data", "sprites", "--preset", "tiny", "--minutes", "0.03",
                      "--predictor-minutes", "0.02", "--limit", "9", "--seeds", "1", "--samples", "2",
                      "--out", tmp_path)
-    disentanglement, prediction = output.split("| data | model | context")
+    disentanglement, prediction = output.split("| context -> horizon")
     families = [line.split("|")[2].strip() for line in disentanglement.splitlines() if line.startswith("| sprites")]
     assert families == ["dvae", "dsa", "drnet"]
     assert len([line for line in prediction.splitlines() if line.startswith("| sprites")]) == 3

@@ -41,7 +41,7 @@ ROWS: dict[str, list[tuple[str, str | None, list[str]]]] = {
         ("analytic KLs", BASE, ["--elbo", "meanfield"]),
         ("z_dim 4", BASE, ["--z-dim", "4"]),
         ("fitted flow p(f)", BASE, ["--f-prior", "fitted-flow"]),
-        ("full posterior q(z | f, x_1:T)", BASE, ["--model-option", "posterior=full"]),
+        ("full posterior", BASE, ["--model-option", "posterior=full"]),
         ("learning rate 2e-3", BASE, ["--lr", "2e-3"]),
         ("the DVAE's transfers", BASE, TRANSFERS),
     ],
