@@ -188,6 +188,23 @@ def test_the_default_moving_mnist_run_trains_for_a_few_steps_through_the_cli(tmp
     assert {p.name for p in (out / "figures").iterdir()} >= {"latent_manifold.png", "reconstructions.png"}
 
 
+@pytest.mark.parametrize("family,data,option,field,value", [
+    ("dsa", "moving-mnist-1", "num_sequences=32", ("train", "f_kl_weight"), 0.1),
+    ("drnet", "sprites", "limit_identities=3", ("train", "lr"), 1e-3),
+])
+def test_dsas_and_drnets_screened_cpu_presets_train_through_the_cli(tmp_path, monkeypatch, family, data, option,
+                                                                    field, value):
+    """The presets the screens chose (docs/ablation.md) are what `pyro-dvae train` runs by default."""
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    out = tmp_path / "run"
+    result = invoke("train", "--model", family, "--data", data, "--steps", "2", "--data-option", option,
+                    "--out", str(out), "--quiet")
+    assert result.exit_code == 0, result.output
+    run = load_run(out)
+    assert run.step == 2 and run.config.model.family == family
+    assert getattr(getattr(run.config, field[0]), field[1]) == value
+
+
 def test_the_cpu_preset_gives_z_the_dimensions_of_the_data_set_dynamics():
     from pyro_dvae.config import preset
 
@@ -214,6 +231,19 @@ def test_the_cpu_preset_gives_z_the_dimensions_of_the_data_set_dynamics():
     assert preset("paper", "sprites").model.z_dim == 2  # the paper's appendix C, unchanged
 
 
+def test_preset_settings_copies_the_table_and_merges_a_kinds_measured_changes_into_cpu_only():
+    from pyro_dvae.config import preset_settings
+
+    table = {"cpu": {"train": {"lr": 1.0, "steps": 5}}, "paper": {"train": {"lr": 1.0}}}
+    by_kind = {"moving-mnist": {"train": {"lr": 2.0}, "data": {"train_sequences": 7}}}
+    merged = preset_settings(table, "cpu", "/videos/mnist_test_seq.npy", by_kind)  # the public file's kind
+    assert merged == {"train": {"lr": 2.0, "steps": 5}, "data": {"train_sequences": 7}}
+    merged["train"]["lr"] = 3.0
+    assert table["cpu"]["train"]["lr"] == 1.0 and by_kind["moving-mnist"]["train"]["lr"] == 2.0  # copies
+    assert preset_settings(table, "paper", "moving-mnist", by_kind) == {"train": {"lr": 1.0}}
+    assert preset_settings(table, "cpu", "sprites", by_kind) == {"train": {"lr": 1.0, "steps": 5}}
+
+
 def test_the_cpu_preset_trains_on_the_protocols_poses_and_a_flag_gives_the_sheet(tmp_path, monkeypatch):
     from pyro_dvae.cli.train import build_config
     from pyro_dvae.config import preset
@@ -222,6 +252,8 @@ def test_the_cpu_preset_trains_on_the_protocols_poses_and_a_flag_gives_the_sheet
     # DSA's and DrNet's screened learning rates on Sprites (docs/ablation.md); elsewhere as before.
     assert preset("cpu", "sprites", "drnet").train.lr == 1e-3
     assert (preset("cpu", "sprites", "dsa").train.lr, preset("cpu", "moving-mnist-1", "dsa").train.lr) == (2e-3, 1e-3)
+    assert (preset("cpu", "sprites", "dsa").train.f_kl_weight, preset("cpu", "moving-mnist-1", "dsa").train.f_kl_weight,
+            preset("cpu", "moving-mnist", "dsa").train.f_kl_weight) == (1.0, 0.1, 1.0)
     assert preset("cpu", "moving-mnist-1", "drnet").train.lr == preset("paper", "sprites", "drnet").train.lr == 2e-3
     assert preset("paper", "sprites").data.options == {}  # the paper's whole sheet
     assert preset("cpu", "moving-mnist").data.options == {"train_sequences": 100_000}

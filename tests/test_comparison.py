@@ -61,6 +61,15 @@ def test_a_screen_refuses_a_row_it_does_not_define(tmp_path):
     done = subprocess.run([sys.executable, str(RESULTS / "screen.py"), "--model", "dsa", "--rows", "nonsense",
                            "--out", tmp_path], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "unknown rows ['nonsense']" in done.stderr and "beta_f 0.1" in done.stderr
+    # Moving MNIST's own rows (the position's 2-D z, the DVAE's translate decoder) exist only there.
+    decoder = "the DVAE's translate decoder"
+    on_sprites = subprocess.run([sys.executable, str(RESULTS / "screen.py"), "--model", "drnet", "--rows", decoder,
+                                 "--out", tmp_path], capture_output=True, text=True, timeout=120)
+    assert on_sprites.returncode == 2 and "unknown rows" in on_sprites.stderr
+    on_digits = subprocess.run([sys.executable, str(RESULTS / "screen.py"), "--model", "drnet", "--data",
+                                "moving-mnist-1", "--rows", "nonsense", "--out", tmp_path],
+                               capture_output=True, text=True, timeout=120)
+    assert decoder in on_digits.stderr and "z_dim 2" in on_digits.stderr and "no adversarial loss" in on_digits.stderr
 
 
 def test_the_comparison_runs_every_family_end_to_end_and_prints_both_tables(tmp_path):

@@ -64,7 +64,8 @@ AUTHORS: dict[str, dict[str, dict]] = {
     "dvae": {"model": {"z_dim": 2, "f_prior": "standard-normal", "z_prior": "conditional-gaussian",
                        "decoder": "concat", "canvases": 1, "shift_sharpening": 0},
              "train": {"f_kl_weight": 1.0, "elbo": "trace"}, "data": {"options": {}}},
-    "dsa": {"train": {"lr": 1e-3}},  # the common reimplementations' (the paper's 2e-4 is for 43,000 steps)
+    # the common reimplementations' learning rate (the paper's 2e-4 is for 43,000 steps) and the ELBO
+    "dsa": {"train": {"lr": 1e-3, "f_kl_weight": 1.0}},
     "drnet": {"train": {"lr": 2e-3}},
 }
 

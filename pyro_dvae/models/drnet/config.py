@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ...config import ModelConfig
+from ...config import ModelConfig, preset_settings
 from ...errors import UserInputError
 from ...registry import DATASETS
 
@@ -69,14 +69,11 @@ _PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 
 # Screened on Sprites at 5 minutes (docs/ablation.md, "DSA and DrNet screened"): Adam at 1e-3
 # instead of the authors' 2e-3 kept the action and raised skin, pants and top by 14 to 31 points.
-_CPU_BY_SOURCE = {"sprites": {"train": {"lr": 1e-3}}}
+_CPU_BY_KIND = {"sprites": {"train": {"lr": 1e-3}}}
 
 
 def drnet_presets(name: str, source: str) -> dict[str, dict[str, Any]]:
-    settings = {section: dict(values) for section, values in _PRESETS[name].items()}
-    if name == "cpu":
-        for section, values in _CPU_BY_SOURCE.get(source, {}).items():
-            settings[section].update(values)
+    settings = preset_settings(_PRESETS, name, source, _CPU_BY_KIND)
     # The window is at most a data set's ordered sequences (Sprites': 8 frames).
     length = DATASETS.get(source).ordered_length if source in DATASETS else None
     if length:

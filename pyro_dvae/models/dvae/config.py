@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ...config import GenerativeConfig
+from ...config import GenerativeConfig, preset_settings
 from ...errors import UserInputError
 
 
@@ -80,7 +80,7 @@ _MNIST = {"model": {"z_dim": 2, "z_prior": "conditional-gaussian", "decoder": "f
 _MNIST_ONE = {"model": {**_MNIST["model"], "decoder": "translate", "shift_sharpening": 1500},
               "train": {**_MNIST["train"], "f_kl_weight": 0.03}}
 _MNIST_TWO = {"model": {**_MNIST_ONE["model"], "z_dim": 4, "canvases": 2}, "train": _MNIST_ONE["train"]}
-_CPU_BY_SOURCE = {"moving-mnist": _MNIST_TWO, "moving-mnist-1": _MNIST_ONE}
+_CPU_BY_KIND = {"moving-mnist": _MNIST_TWO, "moving-mnist-1": _MNIST_ONE}
 # The cpu preset trains on the poses of the standard protocol's sequences (the frames every system in
 # the published Sprites table trains on); the paper preset on the whole sheet, as the paper did.
 _CPU_DATA_OPTIONS = {"sprites": {"poses": "protocol"}, "moving-mnist": {"train_sequences": 100_000},
@@ -90,13 +90,11 @@ _CPU_DATA_OPTIONS = {"sprites": {"poses": "protocol"}, "moving-mnist": {"train_s
 def dvae_presets(name: str, source: str) -> dict[str, dict[str, Any]]:
     from ...data import kind_of
 
-    settings = {section: dict(values) for section, values in _PRESETS[name].items()}
+    settings = preset_settings(_PRESETS, name, source, _CPU_BY_KIND)
     kind = kind_of(source)  # the public Moving MNIST file gets two-digit Moving MNIST's settings
     if name == "paper":
         settings["model"]["f_dim"] = _PAPER_F_DIM.get(kind, settings["model"]["f_dim"])
         settings["train"]["steps"] = _PAPER_STEPS.get(kind, settings["train"]["steps"])
     if name == "cpu":
-        for section, values in _CPU_BY_SOURCE.get(kind, {}).items():
-            settings[section].update(values)
         settings["data"] = dict(_CPU_DATA_OPTIONS.get(source, {}))
     return settings
