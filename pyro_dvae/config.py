@@ -287,16 +287,15 @@ def _build(cls, values: dict[str, Any], section: str):
 PRESETS = ("paper", "cpu", "tiny")
 
 
-def preset_settings(presets: dict[str, dict[str, dict[str, Any]]], name: str, source: str,
+def preset_settings(presets: dict[str, dict[str, dict[str, Any]]], name: str, kind: str,
                     cpu_by_kind: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
     """A copy of a family's preset ``name``, with, for the ``cpu`` preset, the changes measured best
-    on the kind of data ``source`` holds (``cpu_by_kind``: kind -> section -> values) merged in. Every
-    family's preset function starts here, so that a table of measured changes means one thing."""
-    from .data import kind_of
-
+    on this kind of data (``data.kind_of(source)``; ``cpu_by_kind``: kind -> section -> values)
+    merged in. Every family's preset function starts here, so that a table of measured changes
+    means one thing."""
     settings = {section: dict(values) for section, values in presets[name].items()}
     if name == "cpu":
-        for section, values in cpu_by_kind.get(kind_of(source), {}).items():
+        for section, values in cpu_by_kind.get(kind, {}).items():
             settings.setdefault(section, {}).update(values)
     return settings
 

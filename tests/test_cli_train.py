@@ -236,7 +236,7 @@ def test_preset_settings_copies_the_table_and_merges_a_kinds_measured_changes_in
 
     table = {"cpu": {"train": {"lr": 1.0, "steps": 5}}, "paper": {"train": {"lr": 1.0}}}
     by_kind = {"moving-mnist": {"train": {"lr": 2.0}, "data": {"train_sequences": 7}}}
-    merged = preset_settings(table, "cpu", "/videos/mnist_test_seq.npy", by_kind)  # the public file's kind
+    merged = preset_settings(table, "cpu", "moving-mnist", by_kind)
     assert merged == {"train": {"lr": 2.0, "steps": 5}, "data": {"train_sequences": 7}}
     merged["train"]["lr"] = 3.0
     assert table["cpu"]["train"]["lr"] == 1.0 and by_kind["moving-mnist"]["train"]["lr"] == 2.0  # copies

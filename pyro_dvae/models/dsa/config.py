@@ -70,4 +70,6 @@ _CPU_BY_KIND = {"sprites": {"train": {"lr": 2e-3}}, "moving-mnist-1": {"train": 
 
 
 def dsa_presets(name: str, source: str) -> dict[str, dict[str, Any]]:
-    return preset_settings(_PRESETS, name, source, _CPU_BY_KIND)
+    from ...data import kind_of
+
+    return preset_settings(_PRESETS, name, kind_of(source), _CPU_BY_KIND)

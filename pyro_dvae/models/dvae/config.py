@@ -90,8 +90,8 @@ _CPU_DATA_OPTIONS = {"sprites": {"poses": "protocol"}, "moving-mnist": {"train_s
 def dvae_presets(name: str, source: str) -> dict[str, dict[str, Any]]:
     from ...data import kind_of
 
-    settings = preset_settings(_PRESETS, name, source, _CPU_BY_KIND)
     kind = kind_of(source)  # the public Moving MNIST file gets two-digit Moving MNIST's settings
+    settings = preset_settings(_PRESETS, name, kind, _CPU_BY_KIND)
     if name == "paper":
         settings["model"]["f_dim"] = _PAPER_F_DIM.get(kind, settings["model"]["f_dim"])
         settings["train"]["steps"] = _PAPER_STEPS.get(kind, settings["train"]["steps"])
