@@ -127,6 +127,11 @@ class TrainConfig:
     # what the codes may spend against the likelihood, whose size grows with the pixels of a frame
     z_kl_weight: float = 1.0
     max_minutes: float = 0.0  # wall-clock budget: the run ends cleanly when it is spent (0: none)
+    # The last fraction of the run (of its steps, or of this call's wall-clock budget, whichever ends
+    # it first) is trained at lr * lr_anneal_factor (0: none). A budgeted run cannot know its steps
+    # in advance, so the anneal follows whichever bound is nearer to ending the run.
+    lr_anneal: float = 0.0
+    lr_anneal_factor: float = 0.1
     log_every: int = 50
     eval_every: int = 500
     checkpoint_every: int = 500
@@ -151,6 +156,10 @@ class TrainConfig:
             raise UserInputError(f"unknown device {self.device!r}; use auto, cpu, cuda, cuda:N or mps")
         if not self.lr > 0:
             raise UserInputError(f"lr must be positive, got {self.lr}")
+        if not 0 <= self.lr_anneal < 1:
+            raise UserInputError(f"lr_anneal is a share of the run, in [0, 1) (0: none), got {self.lr_anneal}")
+        if not 0 < self.lr_anneal_factor <= 1:
+            raise UserInputError(f"lr_anneal_factor must be in (0, 1], got {self.lr_anneal_factor}")
         if not self.max_minutes >= 0:
             raise UserInputError(f"max_minutes must be >= 0 (0: no budget), got {self.max_minutes}")
         if self.elbo not in ELBOS:

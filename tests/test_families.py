@@ -170,6 +170,9 @@ def test_a_family_without_priors_trains_resumes_and_says_what_it_cannot_do(toy_f
     assert {"negative_mse_per_frame"} <= set(run.metrics()[0]) and (run.figures_dir / "reconstructions.png").exists()
     assert not (run.figures_dir / "prior_samples.png").exists()  # no prior: no prior figures
     assert resume(run.path, steps=12, progress=False).step == 12
+    # Its plan does not list its optimisers: the trainer cannot lower their rate, and says so before any step.
+    with pytest.raises(UserInputError, match="MSEPlan does not list its optimizers"):
+        train(config.override("train", lr_anneal=0.5), tmp_path / "annealed", progress=False)
     assert not run.model.can("sample_static") and run.model.can("elbo_loss") is False
 
     with pytest.raises(CapabilityError):

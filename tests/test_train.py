@@ -210,3 +210,33 @@ def test_a_spent_wall_clock_budget_ends_the_run_like_a_finished_one(tiny_config,
     assert "budget of 1e-06 min was spent at step 1 of 1000" in printed.out + printed.err
     # Without a budget the run continues from there to its planned length.
     assert resume(tmp_path / "run", steps=5, max_minutes=0, progress=False).step == 5
+
+
+def test_lr_anneal_lowers_the_rate_for_the_last_share_of_the_steps_and_a_resume_follows_its_own_steps(
+        tiny_config, tmp_path):
+    config = tiny_config.override("train", steps=12, lr=2e-3, lr_anneal=0.25, log_every=1, eval_every=100,
+                                  checkpoint_every=100)
+    run = train(config, tmp_path / "run", progress=False)
+
+    def rates(metrics):
+        return [(m["step"], m["lr"]) for m in metrics if m["split"] == "train"]
+
+    full, low = 2e-3, pytest.approx(2e-4)
+    assert rates(run.metrics()) == [(s, full) for s in range(1, 10)] + [(s, low) for s in (10, 11, 12)]
+    saved = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["optimizer"]["param_groups"][0]["lr"]
+    assert saved == low  # the optimiser really ran at it
+    # A resume anneals the last quarter of its own --steps: to 16, step 12 is already inside it ...
+    assert rates(resume(tmp_path / "run", steps=16, progress=False).metrics())[-4:] == [(s, low) for s in range(13, 17)]
+    # ... to 40, steps 17-30 are back at the full rate and 31-40 lowered again.
+    logged = dict(rates(resume(tmp_path / "run", steps=40, progress=False).metrics()))
+    assert [logged[s] for s in range(17, 41)] == [full] * 14 + [low] * 10
+
+
+def test_lr_anneal_under_a_wall_clock_budget_lowers_the_rate_once_for_its_last_share(tiny_config, tmp_path):
+    config = tiny_config.override("train", steps=10**6, max_minutes=0.05, lr=2e-3, lr_anneal=0.5, log_every=1,
+                                  eval_every=10**6, checkpoint_every=10**6)
+    run = train(config, tmp_path / "run", progress=False)
+    rates = [m["lr"] for m in run.metrics() if m["split"] == "train"]
+    switch = rates.index(pytest.approx(2e-4))
+    assert switch > 0 and set(rates[:switch]) == {2e-3}
+    assert rates[switch:] == [pytest.approx(2e-4)] * (len(rates) - switch)  # lowered once, for the rest

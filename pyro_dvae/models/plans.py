@@ -9,6 +9,7 @@ NaN / Ctrl-C handling. A plan owns the optimiser(s) and the objective:
 ``kl_scale(step)``              the KL weight logged with the step (1 when there is none)
 ``state_dict() / load_state_dict()``   optimiser state, for checkpoints
 ``metric``                      the name of -loss per frame in metrics.jsonl
+``optimizers``                  the optimisers, whose learning rate the trainer sets (``--lr-anneal``)
 ``frames_per_example``          optional: the frames of a sequence the loss is summed over
                                 (default: all the frames of the batch)
 ``distribute(device, world_size)``  optional: average gradients over the processes of a
@@ -50,6 +51,7 @@ class SVIPlan:
     def __init__(self, model: PyroSequenceModel, cfg: TrainConfig):
         self.model, self.cfg = model, cfg
         self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        self.optimizers = (self.optimizer,)
         self._jit_loss = jit_elbo_loss(model) if cfg.elbo == "jit" else None
         self._objective, self._grad_factor = self.loss, 1
 

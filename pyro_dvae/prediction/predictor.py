@@ -135,6 +135,7 @@ class PredictorPlan:
             p.requires_grad_(False)
         self.frames_per_example = predictor.cfg.window - 1  # the predicted frames of a window
         self.optimizer = torch.optim.Adam(predictor.parameters(), lr=cfg.lr)
+        self.optimizers = (self.optimizer,)
 
     def kl_scale(self, step: int) -> float:
         return 1.0

@@ -29,6 +29,7 @@ from ..config import RunConfig, to_toml
 from ..distributed import Ranks, rank_seed
 from ..errors import TrainingDiverged, TrainingFailed, TrainingInterrupted, UserInputError
 from ..runs import load_weights, read_metrics, resolve_device
+from .anneal import Anneal, check_plan
 from .interrupts import DeferredInterrupt
 from .stage import Stage
 
@@ -95,6 +96,7 @@ class Engine:
         checkpoint's ``payload`` if given; returns the step training continues from."""
         torch.manual_seed(self.cfg.seed)  # the same initial weights on every rank
         self.model, self.plan = self.stage.build(self.config, self.device)
+        check_plan(self.cfg, self.plan)
         # Rank 0's streams are a one-process run's; every other rank's are its own (rank_seed).
         seed = rank_seed(self.cfg.seed, self.ranks.rank)
         if not self.ranks.main:
@@ -214,6 +216,7 @@ class Engine:
         bar = tqdm(total=total, initial=step, disable=not self.progress, unit="step", dynamic_ncols=True, desc=desc)
         tick, tick_step = time.perf_counter(), step
         budget_s = 60 * self.cfg.max_minutes if self.cfg.max_minutes else float("inf")
+        anneal = Anneal(self.cfg, self.plan, step, total, budget_s)
         self.model.train()
         with DeferredInterrupt() as interrupt:
             try:
@@ -228,8 +231,14 @@ class Engine:
                     # (it then ends like a finished run: logged, evaluated, checkpointed, figures).
                     # Under torchrun every rank learns here whether any rank wants to stop, so all
                     # stop after the same step (host-side flags; the device is not synchronised).
-                    interrupted, self.out_of_time = self.ranks.any_host(
-                        interrupt.requested, time.perf_counter() - self.started >= budget_s)
+                    elapsed, ran_at = time.perf_counter() - self.started, anneal.lr
+                    interrupted, self.out_of_time, lower = self.ranks.any_host(
+                        interrupt.requested, elapsed >= budget_s, anneal.due(step, elapsed))
+                    if lower and not anneal.lowered:  # every rank lowers it after this step
+                        lr = anneal.lower()
+                        if self.progress:
+                            tqdm.write(f"learning rate lowered to {lr:.3g} after step {step} for the last "
+                                       f"{self.cfg.lr_anneal:.0%} of the run")
                     last = step >= total or self.out_of_time
                     if step % self.cfg.log_every == 0 or last:
                         self._check_finite(first_bad)
@@ -237,7 +246,7 @@ class Engine:
                         rate = (step - tick_step) / (now - tick)
                         value = -self.ranks.sum_(loss_sum).item() / ((step - tick_step) * frames_per_batch)
                         self._log({"step": step, "split": "train", self.plan.metric: value,
-                                   "steps_per_s": rate, "kl_scale": self.plan.kl_scale(step)})
+                                   "steps_per_s": rate, "kl_scale": self.plan.kl_scale(step), "lr": ran_at})
                         bar.set_postfix({self.plan.metric.replace("_per_", "/"): f"{value:.4g}",
                                          "steps/s": f"{rate:.2f}"})
                         bar.update(step - bar.n)

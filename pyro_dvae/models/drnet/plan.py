@@ -44,6 +44,7 @@ class DrNetPlan:
         main = [p for name, p in model.named_parameters() if not name.startswith("discriminator.")]
         self.optimizer = torch.optim.Adam(main, lr=cfg.lr, betas=betas)
         self.discriminator_optimizer = torch.optim.Adam(model.discriminator.parameters(), lr=cfg.lr, betas=betas)
+        self.optimizers = (self.optimizer, self.discriminator_optimizer)
         self._discriminator_objective, self._main_objective = self.discriminator_loss, self.main_loss
 
     def distribute(self, device: torch.device, world_size: int) -> None:
