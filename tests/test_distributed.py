@@ -24,7 +24,7 @@ from pyro_dvae.data import load_frame_sets
 from pyro_dvae.distributed import Ranks, rank_seed
 from pyro_dvae.fastpath import prepare
 from pyro_dvae.models import get_family
-from pyro_dvae.models.plans import SVIPlan
+from pyro_dvae.models.plans import SVIPlan, set_learning_rate
 from pyro_dvae.training import resume
 
 OPTIONS = {"num_sets": 32}
@@ -45,8 +45,9 @@ def weights(run: Path) -> dict[str, torch.Tensor]:
 
 
 def test_two_ranks_train_the_model_of_one_process_that_sees_the_global_batch(tmp_path):
-    steps = 3
-    result = pyro_dvae(*TINY, "--nproc", "2", "--steps", str(steps), "--out", str(tmp_path / "run"))
+    steps = 3  # --lr-anneal: the ranks agree to lower the rate after step 2 (the last third of the run)
+    result = pyro_dvae(*TINY, "--nproc", "2", "--steps", str(steps), "--lr-anneal", "0.34", "--out",
+                       str(tmp_path / "run"))
     assert result.returncode == 0, result.stderr
     trained = weights(tmp_path / "run")
 
@@ -61,6 +62,8 @@ def test_two_ranks_train_the_model_of_one_process_that_sees_the_global_batch(tmp
     noise = [torch.get_rng_state(), torch.manual_seed(rank_seed(seed, 1)).get_state()]
     batches = [torch.Generator().manual_seed(rank_seed(seed, rank) + 1) for rank in (0, 1)]
     for step in range(1, steps + 1):
+        if step == steps:
+            set_learning_rate(plan.optimizer, config.train.lr / 10)
         plan.optimizer.zero_grad()
         for rank in (0, 1):
             torch.set_rng_state(noise[rank])
@@ -183,7 +186,7 @@ def test_ctrl_c_stops_every_rank_at_the_same_step_and_the_run_resumes(tmp_path):
 NAN_ON_RANK_1 = """
 import os
 if os.environ.get("RANK") == "1":  # rank 1's loss alone turns NaN at step 13
-    from pyro_dvae.models.plans import SVIPlan
+    from pyro_dvae.models.plans import SVIPlan, set_learning_rate
     real_loss = SVIPlan.loss
     SVIPlan.loss = lambda self, x, step: real_loss(self, x, step) * (float("nan") if step == 13 else 1.0)
 """
