@@ -86,6 +86,11 @@ def test_the_comparison_runs_every_family_end_to_end_and_prints_both_tables(tmp_
 
 
 def test_the_comparison_trains_the_authors_settings_beside_the_preset_and_spreads_over_seeds(tmp_path):
+    # Seed 1's training was interrupted before (a checkpoint, no record of its minutes): it starts again,
+    # rather than resuming with a whole budget more than the other runs had.
+    interrupted = tmp_path / "sprites" / "dvae-authors-seed1"
+    interrupted.mkdir(parents=True)
+    (interrupted / "checkpoint.pt").write_bytes(b"left by a killed run")
     output = _script("compare.py", "--data", "sprites", "--models", "dvae", "--settings", "authors",
                      "--train-seeds", "2", "--preset", "tiny", "--minutes", "0.02", "--predictor-minutes", "0.01",
                      "--limit", "9", "--seeds", "1", "--samples", "1", "--out", tmp_path)

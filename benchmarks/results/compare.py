@@ -10,10 +10,10 @@ markdown tables (mean ± spread over the training seeds) with the machine, the b
 The settings are ``preset``, the family's ``cpu`` preset (each tuned by measured screens:
 docs/ablation.md), and ``authors``, the same networks with the choices its authors published
 (``AUTHORS``), so that equal compute comes with equal care and the gap tuning makes is shown.
-Finished parts are kept in ``--out``
-and skipped when the script is run again; a finished ``benchmarks/results/quality.py`` run of the same
-preset, seed and budget copied in as ``OUT/DATA/FAMILY`` is reused (its evaluation too, when it used
-the same evaluation seeds). Run it on a quiet machine:
+Finished parts are kept in ``--out`` and skipped when the script is run again (an interrupted
+training starts again); a finished ``benchmarks/results/quality.py`` run of the same preset, seed
+and budget copied in as ``OUT/DATA/FAMILY`` is reused (its evaluation too, when it used the same
+evaluation seeds). Run it on a quiet machine:
 
     python benchmarks/results/compare.py            # 3 families x 2 data sets, the presets' budget
     python benchmarks/results/compare.py --data sprites --settings authors preset --train-seeds 3
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 import time
@@ -34,7 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, for common
 from common import machine  # noqa: E402
 
-from pyro_dvae import load_run, resume, train
+from pyro_dvae import load_run, train
 from pyro_dvae.config import TrainConfig, preset
 from pyro_dvae.evaluation import evaluate_run
 from pyro_dvae.prediction import predict_report
@@ -100,11 +101,12 @@ def run_one(data: str, family: str, setting: str, seed: int, args: argparse.Name
     elif _finished_elsewhere(folder, config):  # e.g. quality.py's run of the same preset, copied in
         run = load_run(folder)
     else:
+        # An interrupted training starts again: its minutes were not recorded, and resuming with the
+        # whole budget would give it more than the others had.
+        if folder.exists():
+            shutil.rmtree(folder)
         start = time.perf_counter()
-        if (folder / "checkpoint.pt").exists():  # an interrupted comparison: finish the run's budget
-            run = resume(folder, steps=10**7, max_minutes=minutes, progress=True)
-        else:
-            run = train(config, folder, progress=True)
+        run = train(config, folder, progress=True)
         train_minutes = (time.perf_counter() - start) / 60
         trained.write_text(json.dumps({"train_minutes": train_minutes}) + "\n")
     evaluation = folder / "evaluation.json"
