@@ -224,7 +224,7 @@ def test_lr_anneal_lowers_the_rate_for_the_last_share_of_the_steps_and_a_resume_
     full, low = 2e-3, pytest.approx(2e-4)
     assert rates(run.metrics()) == [(s, full) for s in range(1, 10)] + [(s, low) for s in (10, 11, 12)]
     saved = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["optimizer"]["param_groups"][0]["lr"]
-    assert saved == low  # the optimiser really ran at it
+    assert saved == low  # the rate in the optimiser itself, not only in the log
     # A resume anneals the last quarter of its own --steps: to 16, step 12 is already inside it ...
     assert rates(resume(tmp_path / "run", steps=16, progress=False).metrics())[-4:] == [(s, low) for s in range(13, 17)]
     # ... to 40, steps 17-30 are back at the full rate and 31-40 lowered again.
