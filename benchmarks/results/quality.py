@@ -11,6 +11,7 @@ cached first if missing:
     python benchmarks/results/quality.py --model dsa --max-minutes 15       # DSA at the same budget
     python benchmarks/results/quality.py --steps 5 --limit 18 --train-seeds 1 --seeds 1   # a smoke check
     python benchmarks/results/quality.py --curve 5 15 30 60 --train-seeds 1   # quality after 5, 15, 30, 60 min
+    python benchmarks/results/quality.py --curve 5 15 --steps-at 1774 5337     # the same marks, step-matched
     python benchmarks/results/quality.py --plot-curve runs/curve-dvae-...      # redraw its curve.png
     python benchmarks/results/quality.py --set train.f_kl_weight=1              # one preset setting changed
 
@@ -22,7 +23,9 @@ split the work over several calls, and a final call over all the seeds prints th
 ``--curve`` trains each seed in chunks of wall-clock time (``resume`` with ``--max-minutes``; a
 resumed run equals an uninterrupted one) and evaluates after each, so one 60-minute run gives the
 whole curve; the minutes count training (data set-up and held-out ELBOs included), not the
-evaluations between chunks.
+evaluations between chunks. The VM's pace varies by a third from day to day, so ``--steps-at`` trains
+to the steps another run made at each mark instead (one count per mark, in order; "step-matched":
+its evaluations say so and keep the minutes' file names, so seeds of both kinds share one table).
 """
 
 from __future__ import annotations
@@ -60,6 +63,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--curve", type=float, nargs="+", metavar="MINUTES",
                         help="evaluate after each of these cumulative training minutes")
+    parser.add_argument("--steps-at", type=int, nargs="+", metavar="STEPS",
+                        help="with --curve: train to these steps at the marks instead of to the minutes")
     parser.add_argument("--plot-curve", type=Path, metavar="DIR",
                         help="only draw DIR/curve.png from a finished --curve folder's evaluations")
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="SECTION.KEY=VALUE",
@@ -67,6 +72,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.plot_curve:
         return print(f"wrote {plot_curve(args.plot_curve)}")
+    if args.steps_at and len(args.steps_at) != len(args.curve or ()):
+        parser.error("--steps-at takes one step count per --curve mark")
     if args.curve:
         return curve(args)
 
@@ -152,6 +159,7 @@ def curve(args: argparse.Namespace) -> None:
     root = args.out or Path("runs") / f"curve-{args.model}-{time.strftime('%Y%m%d-%H%M%S')}"
     judge = load_judge(args.judge) if args.judge else None
     marks = sorted(args.curve)
+    steps_at = dict(zip(marks, sorted(args.steps_at), strict=True)) if args.steps_at else {}
     rows: dict[float, list[dict]] = {m: [] for m in marks}
     for seed in range(args.first_seed, args.first_seed + args.train_seeds):
         folder, spent = root / f"seed{seed}", 0.0
@@ -165,14 +173,18 @@ def curve(args: argparse.Namespace) -> None:
             continue
         for mark in marks:
             start = time.perf_counter()
-            if spent == 0:
+            if steps_at:  # to the step count, with no clock (train() and resume() both stop there)
+                config = base.override("train", seed=seed, steps=steps_at[mark])
+                run = (train(config, folder, progress=True) if spent == 0 else
+                       resume(folder, steps=steps_at[mark], max_minutes=0, progress=True))
+            elif spent == 0:
                 run = train(base.override("train", seed=seed, max_minutes=mark), folder, progress=True)
             else:
                 if run.step < base.train.steps:  # a --steps cap may end the run before the last mark
                     run = resume(folder, steps=base.train.steps, max_minutes=mark - spent, progress=True)
             spent += (time.perf_counter() - start) / 60
             report = evaluate_run(run, seeds=args.seeds, judge=judge, limit=args.limit)
-            report["training_minutes"] = spent
+            report.update(training_minutes=spent, step_matched=bool(steps_at))
             (folder / f"evaluation-{mark:g}min.json").write_text(json.dumps(report, indent=2) + "\n")
             rows[mark].append({"steps": run.step, "minutes": spent, "metrics": {
                 f"{s}.{m}": v["mean"] for s, ms in report["metrics"].items() for m, v in ms.items()}})
