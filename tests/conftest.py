@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import os
+
 import pyro
 import pytest
 import torch
 
 from pyro_dvae.config import RunConfig, preset
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # The tests run in one worker per core (pyproject's addopts: -n auto). Torch processes that share
+    # cores slow each other down several-fold, so each worker, and every process a test starts, keeps
+    # to one thread.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 #: Read once, before any test hides the GPU.
 GPU_PRESENT = torch.cuda.is_available()
