@@ -21,6 +21,9 @@ from .errors import UserInputError
 FORMAT = "pyro-dvae-checkpoint"
 #: A run directory's checkpoint file name (here, the lowest layer, so that every layer names it alike).
 CHECKPOINT_FILE = "checkpoint.pt"
+#: The key of the weights training continues from, present when the run averages its weights
+#: (``model`` then holds the averaged ones: pyro_dvae/training/averaging.py).
+TRAINING_WEIGHTS = "model_training"
 VERSION = 1
 
 

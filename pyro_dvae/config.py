@@ -132,6 +132,9 @@ class TrainConfig:
     # in advance, so the anneal follows whichever bound is nearer to ending the run.
     lr_anneal: float = 0.0
     lr_anneal_factor: float = 0.1
+    # Decay per step of a moving average of the weights, which the run keeps and uses after training
+    # (pyro_dvae/training/averaging.py; 0: none, the trained weights themselves; e.g. 0.999)
+    weight_average: float = 0.0
     log_every: int = 50
     eval_every: int = 500
     checkpoint_every: int = 500
@@ -160,6 +163,8 @@ class TrainConfig:
             raise UserInputError(f"lr_anneal is a share of the run, in [0, 1) (0: none), got {self.lr_anneal}")
         if not 0 < self.lr_anneal_factor <= 1:
             raise UserInputError(f"lr_anneal_factor must be in (0, 1], got {self.lr_anneal_factor}")
+        if not 0 <= self.weight_average < 1:
+            raise UserInputError(f"weight_average is a decay per step, in [0, 1) (0: none), got {self.weight_average}")
         if not self.max_minutes >= 0:
             raise UserInputError(f"max_minutes must be >= 0 (0: no budget), got {self.max_minutes}")
         if self.elbo not in ELBOS:

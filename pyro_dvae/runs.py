@@ -18,7 +18,7 @@ import torch
 
 from . import pretrained
 from .atomic import is_locked
-from .checkpoint import CHECKPOINT_FILE, load_checkpoint
+from .checkpoint import CHECKPOINT_FILE, TRAINING_WEIGHTS, load_checkpoint
 from .config import RunConfig
 from .data import FrameSets, load_frame_sets
 from .errors import UserInputError
@@ -78,6 +78,8 @@ def read_run_checkpoint(path: Path, map_location: str | torch.device = "cpu",
         raise UserInputError(f"{path} is a judge file, not a run's checkpoint; pass it to `pyro-dvae evaluate "
                              "--judge` and pass a run directory of `pyro-dvae train` here")
     needed = {"config": dict, "step": int, "model": dict}
+    if TRAINING_WEIGHTS in payload:  # a run that averages its weights: training continues from these
+        needed[TRAINING_WEIGHTS] = dict
     if for_resume and "release" not in payload:  # a shipped model's copy has weights only
         needed |= {"optimizer": dict, "rng": dict}
     wrong = [key for key, kind in needed.items() if not isinstance(payload.get(key), kind)]

@@ -28,13 +28,13 @@ def test_train_resume_and_flags_reach_the_config(tmp_path):
     out = tmp_path / "run"
     result = invoke("train", *TINY, "--steps", "6", "--f-dim", "5", "--z-dim", "3", "--frames", "4",
                     "--batch-size", "4", "--lr", "0.002", "--seed", "3", "--device", "cpu",
-                    "--f-kl-weight", "0.25", "--lr-anneal", "0.5", "--out", str(out))
+                    "--f-kl-weight", "0.25", "--lr-anneal", "0.5", "--weight-average", "0.9", "--out", str(out))
     assert result.exit_code == 0, result.output
     assert "device: cpu" in result.output and "preset: tiny" in result.output
     run = load_run(out)
     m, t = run.config.model, run.config.train
     assert (m.f_dim, m.z_dim, m.frames, t.batch_size, t.lr, t.seed, run.step) == (5, 3, 4, 4, 0.002, 3, 6)
-    assert t.f_kl_weight == 0.25 and t.lr_anneal == 0.5
+    assert t.f_kl_weight == 0.25 and t.lr_anneal == 0.5 and t.weight_average == 0.9
     assert [m["lr"] for m in run.metrics() if m["split"] == "train"][-1] == pytest.approx(0.0002)
     result = invoke("train", "--resume", str(out), "--steps", "9", "--quiet")
     assert result.exit_code == 0, result.output
@@ -67,6 +67,7 @@ def test_config_file_then_flags(tmp_path):
     (["--data-option", "oops"], "not KEY=VALUE"),
     (["--f-kl-weight", "0"], "Invalid value for '--f-kl-weight'"),
     (["--lr-anneal", "1"], "Invalid value for '--lr-anneal'"),
+    (["--weight-average", "1"], "Invalid value for '--weight-average'"),
     (["--f-kl-weight", "0.5", "--elbo", "jit"], "--elbo jit compiles the plain ELBO"),
     (["--f-kl-weight", "0.5", "--model", "drnet"], "DrNet has no KL terms"),
 ])

@@ -56,6 +56,7 @@ def tiny_run(tmp_path_factory) -> Path:
     ("[train]\nkl_warmup = -5", "kl_warmup must be >= 0"),
     ("[train]\nlr_anneal = 1.5", "lr_anneal is a share of the run, in [0, 1)"),
     ("[train]\nlr_anneal_factor = 0", "lr_anneal_factor must be in (0, 1]"),
+    ("[train]\nweight_average = -0.5", "weight_average is a decay per step, in [0, 1)"),
     ("[train]\neval_batches = 0", "eval_batches must be >= 1"),
     ("[train]\nlr = nan", "lr must be a number"),
     ('[train]\ndevice = "tpu"', "unknown device 'tpu'"),

@@ -15,6 +15,7 @@ from pyro_dvae.errors import TrainingDiverged, TrainingInterrupted, UserInputErr
 from pyro_dvae.models.plans import SVIPlan
 from pyro_dvae.runs import load_run
 from pyro_dvae.training import resume, train
+from pyro_dvae.training.averaging import WeightAverage
 
 
 def test_elbo_is_finite_and_rises(tiny_config, tmp_path):
@@ -240,3 +241,39 @@ def test_lr_anneal_under_a_wall_clock_budget_lowers_the_rate_once_for_its_last_s
     switch = rates.index(pytest.approx(2e-4))
     assert switch > 0 and set(rates[:switch]) == {2e-3}
     assert rates[switch:] == [pytest.approx(2e-4)] * (len(rates) - switch)  # lowered once, for the rest
+
+
+def test_weight_average_is_the_warmed_up_moving_average_of_the_trained_weights():
+    model = torch.nn.Linear(2, 1)
+    average = WeightAverage(model, decay=0.5)
+    expected = [p.detach().clone() for p in model.parameters()]
+    for step in range(1, 6):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(float(step))
+        average.update(step)
+        decay = min(0.5, (1 + step) / (10 + step))  # warmed up: 2/11, 3/12, ... until 0.5
+        expected = [decay * e + (1 - decay) * p.detach() for e, p in zip(expected, model.parameters(), strict=True)]
+    saved = average.checkpoint(model)
+    for (name, p), e in zip(model.named_parameters(), expected, strict=True):
+        assert torch.allclose(saved["model"][name], e) and torch.equal(saved["model_training"][name], p)
+        assert not torch.allclose(e, p)
+
+
+def test_a_run_that_averages_its_weights_is_used_with_the_average_and_resumes_exactly(tiny_config, tmp_path):
+    config = tiny_config.override("train", steps=16, weight_average=0.8, log_every=4, eval_every=6,
+                                  checkpoint_every=5)
+    train(config, tmp_path / "full", progress=False)
+    full = load_checkpoint(tmp_path / "full" / "checkpoint.pt")
+    # What evaluate, sample and predict load is the average, not the last trained weights ...
+    loaded = load_run(tmp_path / "full").model.state_dict()
+    assert all(torch.equal(value, full["model"][name]) for name, value in loaded.items())
+    differ = [n for n, v in full["model_training"].items() if v.is_floating_point() and not torch.equal(v, loaded[n])]
+    assert len(differ) > len(loaded) // 2, differ
+    # ... and a resume continues both the trained weights and their average exactly.
+    train(config.override("train", steps=8), tmp_path / "half", progress=False)
+    resume(tmp_path / "half", steps=16, progress=False)
+    resumed = load_checkpoint(tmp_path / "half" / "checkpoint.pt")
+    for key in ("model", "model_training"):
+        for name, value in full[key].items():
+            assert torch.equal(value, resumed[key][name]), (key, name)

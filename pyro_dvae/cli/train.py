@@ -70,8 +70,8 @@ def build_config(preset_name: str, data: str | None, config_file: Path | None, d
     model_keys = ("f_dim", "z_dim", "frames", "image_size", "likelihood", "z_prior", "f_prior")
     flags = {k: overrides[k] for k in model_keys if overrides.get(k) is not None}
     config = config.override("model", **{**(model_options or {}), **flags})
-    train_keys = ("steps", "batch_size", "lr", "lr_anneal", "seed", "elbo", "kl_warmup", "f_kl_weight", "max_minutes",
-                  "tensorboard", "precision", "channels_last", "compile")
+    train_keys = ("steps", "batch_size", "lr", "lr_anneal", "weight_average", "seed", "elbo", "kl_warmup",
+                  "f_kl_weight", "max_minutes", "tensorboard", "precision", "channels_last", "compile")
     config = config.override("train", device=device, **{k: overrides.get(k) for k in train_keys})
     return config.validate()
 
@@ -105,6 +105,8 @@ def build_config(preset_name: str, data: str | None, config_file: Path | None, d
 @click.option("--lr-anneal", type=click.FloatRange(min=0, max=1, max_open=True), metavar="FRACTION",
               help="Train the last FRACTION of the run (of --steps or --max-minutes, whichever ends it) at a "
                    "tenth of --lr (0: never).")
+@click.option("--weight-average", type=click.FloatRange(min=0, max=1, max_open=True), metavar="DECAY",
+              help="Keep and use a moving average of the weights with this decay per step, e.g. 0.999 (0: none).")
 @click.option("--seed", type=int, help="Random seed (weights, batches).")
 @click.option("--device", help="auto (the default: CUDA when present), cpu, cuda or cuda:N.")
 @click.option("--out", type=click.Path(path_type=Path), help="Run directory (default runs/DATA-TIME).")

@@ -24,12 +24,13 @@ import torch
 from tqdm.auto import tqdm
 
 from ..atomic import DirectoryLock, write_text_atomic
-from ..checkpoint import save_checkpoint
+from ..checkpoint import TRAINING_WEIGHTS, save_checkpoint
 from ..config import RunConfig, to_toml
 from ..distributed import Ranks, rank_seed
 from ..errors import TrainingDiverged, TrainingFailed, TrainingInterrupted, UserInputError
 from ..runs import load_weights, read_metrics, resolve_device
 from .anneal import Anneal, check_plan
+from .averaging import WeightAverage
 from .interrupts import DeferredInterrupt
 from .stage import Stage
 
@@ -111,7 +112,7 @@ class Engine:
         checkpoint = self.out / self.stage.files.checkpoint
         if payload is not None:
             step = int(payload["step"])
-            load_weights(self.model, payload["model"], checkpoint, self.config.model)
+            load_weights(self.model, payload.get(TRAINING_WEIGHTS, payload["model"]), checkpoint, self.config.model)
             if "optimizer" in payload:
                 try:
                     self.plan.load_state_dict(payload["optimizer"])
@@ -132,6 +133,7 @@ class Engine:
                 raise UserInputError(f"{type(self.plan).__name__} cannot train on several processes (it has no "
                                      "distribute()); train this with one process")
             self.plan.distribute(self.device, self.ranks.world_size)
+        self.average = WeightAverage.start(self.model, self.cfg.weight_average, payload)
         return step
 
     def _restore_rng(self, payload: dict, step: int) -> None:
@@ -282,6 +284,8 @@ class Engine:
         if self.out_of_time:
             tqdm.write(f"the wall-clock budget of {self.cfg.max_minutes:g} min was spent at step {step} of "
                        f"{total}; checkpoint saved (continue with `{self.resume_hint} {self.out} --steps N`)")
+        if self.average is not None:  # what follows training (fits, figures, the result) uses the average
+            self.average.use_average(self.model)
         self.model.eval()
         try:
             fitted = self.stage.after_training(self)
@@ -323,7 +327,10 @@ class Engine:
 
     def step(self, step: int) -> torch.Tensor:
         """The ``step``-th update; returns the detached loss. Nothing here reads the device."""
-        return self.plan.step(self._batch(self.train_data, self.batch_rng, self.local_batch), step)
+        loss = self.plan.step(self._batch(self.train_data, self.batch_rng, self.local_batch), step)
+        if self.average is not None:
+            self.average.update(step)
+        return loss
 
     def _check_finite(self, first_bad: torch.Tensor) -> None:
         bad = int(self.ranks.first_step(first_bad))
@@ -366,8 +373,9 @@ class Engine:
         ranks = {}
         if self.ranks.active:
             ranks = {"world_size": self.ranks.world_size, "rng_ranks": [rng, *self._rank_rngs[1:]]}
+        weights = self.average.checkpoint(self.model) if self.average else {"model": self.model.state_dict()}
         save_checkpoint(self.out / self.stage.files.checkpoint, {
-            "config": self.config.to_dict(), "step": step, "model": self.model.state_dict(),
+            "config": self.config.to_dict(), "step": step, **weights,
             "optimizer": self.plan.state_dict(), "rng": rng, **ranks, **self.stage.extra_payload(),
         })
         self.saved_step = step
