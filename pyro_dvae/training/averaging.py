@@ -10,7 +10,8 @@ fused in-place operation, so it adds no host synchronisation.
 The checkpoint's ``model`` holds the averaged weights (what evaluate, sample, predict and a resumed
 shipped copy read, with no change to them) and ``model_training`` the weights training continues
 from; after the last step the averaged weights replace the trained ones in the model, so the priors
-fitted after training and the figures are those of the averaged model.
+fitted after training and the figures are those of the averaged model. The held-out ELBO logged
+during training is the trained weights' (the average is not evaluated between steps).
 """
 
 from __future__ import annotations
