@@ -6,9 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from cli_helpers import invoke
 
 from pyro_dvae import __version__
+from pyro_dvae.checkpoint import TRAINING_WEIGHTS
 from pyro_dvae.errors import UserInputError
 from pyro_dvae.runs import load_run
 
@@ -156,8 +158,8 @@ def test_the_default_run_trains_for_a_few_steps_through_the_cli(tmp_path, monkey
 
 
 def test_the_64px_sprites_setting_trains_for_a_few_steps_through_the_cli(tmp_path, monkeypatch):
-    """examples/sprites-64.toml: the cpu preset at 64x64 with folded pixel blocks and FiLM, judged at
-    64x64 as drawn (no resizing)."""
+    """examples/sprites-64.toml: the cpu preset at 64x64 with folded pixel blocks, FiLM and a moving
+    average of the weights, judged at 64x64 as drawn (no resizing)."""
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     out = tmp_path / "run"
     example = Path(__file__).resolve().parents[1] / "examples" / "sprites-64.toml"
@@ -167,6 +169,8 @@ def test_the_64px_sprites_setting_trains_for_a_few_steps_through_the_cli(tmp_pat
     run = load_run(out)
     m = run.config.model
     assert (m.image_size, m.space_to_depth, m.decoder, run.config.train.max_minutes) == (64, 2, "film", 14.5)
+    assert run.config.train.weight_average == 0.999
+    assert TRAINING_WEIGHTS in torch.load(out / "checkpoint.pt", weights_only=True)  # 'model' holds the average
     assert run.model.frame_features.net[0].downscale_factor == 2  # the frames are 64x64, folded once
     result = invoke("evaluate", str(out), "--seeds", "1", "--limit", "9", "--quiet", "--out", str(tmp_path / "e.json"))
     assert result.exit_code == 0 and "judged at 64x64 (as drawn, no resizing)" in result.output, result.output
