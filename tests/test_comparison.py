@@ -1,5 +1,6 @@
-"""The comparison's scripts end to end at smoke size: the screens of DSA's and DrNet's presets
-(benchmarks/results/screen.py) and the equal-budget comparison (benchmarks/results/compare.py)."""
+"""The results scripts end to end at smoke size: the screens of DSA's and DrNet's presets
+(benchmarks/results/screen.py), the equal-budget comparison (benchmarks/results/compare.py), the quality
+curve (benchmarks/results/quality.py --curve) and the GPU script that drives it."""
 
 from __future__ import annotations
 
@@ -102,3 +103,34 @@ def test_the_comparison_trains_the_authors_settings_beside_the_preset_and_spread
         config = tomllib.loads((folder / "config.toml").read_text())
         assert config["train"]["seed"] == seed and config["train"]["f_kl_weight"] == 1.0
         assert config["model"]["z_prior"] == "conditional-gaussian" and config["train"]["elbo"] == "trace"
+
+
+def test_a_step_matched_quality_curve_trains_to_each_mark_and_a_finished_folder_is_read_not_trained(tmp_path):
+    args = ["--preset", "tiny", "--curve", "0.5", "1", "--steps-at", "3", "6", "--limit", "9", "--seeds", "1",
+            "--out", tmp_path]
+    output = _script("quality.py", *args)
+    reports = [json.loads((tmp_path / "seed0" / f"evaluation-{mark}min.json").read_text()) for mark in ("0.5", "1")]
+    assert [r["step"] for r in reports] == [3, 6] and all(r["step_matched"] for r in reports)
+    assert [row[:2] for row in _table_rows(output)[1:]] == [["0.5", "3-3"], ["1", "6-6"]]
+    assert (tmp_path / "curve.png").stat().st_size > 0
+    checkpoint = (tmp_path / "seed0" / "checkpoint.pt").stat().st_mtime_ns
+    again = _script("quality.py", *args)
+    assert "every mark evaluated before; not trained again" in again
+    assert (tmp_path / "seed0" / "checkpoint.pt").stat().st_mtime_ns == checkpoint
+    assert _table_rows(again)[1:] == _table_rows(output)[1:]
+
+
+def test_the_gpu_curve_script_runs_on_the_cpu_with_the_tiny_preset(tmp_path):
+    """benchmarks/speed/gpu_paper.sh's documented CPU smoke check: a curve in minutes, the times to 95 and 99%."""
+    script = RESULTS.parent / "speed" / "gpu_paper.sh"
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           "MARKS": "0.02 0.021 0.3", "PRESET": "tiny", "DEVICE": "cpu", "LIMIT": "9", "EVAL_SEEDS": "1",
+           "OUT": str(tmp_path)}
+    done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    steps = [json.loads((tmp_path / "seed0" / f"evaluation-{mark}min.json").read_text())["step"]
+             for mark in ("0.02", "0.021", "0.3")]
+    # The first chunk (data set-up and prior fits included) overruns the second mark, which reads the
+    # run as it is (it once asked resume() for negative minutes); the third resumes for the minutes left.
+    assert 0 < steps[0] <= steps[1] < steps[2]
+    assert "every head >= 95%" in done.stdout and "every head >= 99%" in done.stdout

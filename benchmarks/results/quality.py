@@ -179,9 +179,10 @@ def curve(args: argparse.Namespace) -> None:
                        resume(folder, steps=steps_at[mark], max_minutes=0, progress=True))
             elif spent == 0:
                 run = train(base.override("train", seed=seed, max_minutes=mark), folder, progress=True)
-            else:
-                if run.step < base.train.steps:  # a --steps cap may end the run before the last mark
-                    run = resume(folder, steps=base.train.steps, max_minutes=mark - spent, progress=True)
+            # A --steps cap may end the run before the last mark, and a chunk (its set-up and prior fits
+            # included) may overrun the next mark: then that mark reads the run as it is.
+            elif run.step < base.train.steps and mark > spent:
+                run = resume(folder, steps=base.train.steps, max_minutes=mark - spent, progress=True)
             spent += (time.perf_counter() - start) / 60
             report = evaluate_run(run, seeds=args.seeds, judge=judge, limit=args.limit)
             report.update(training_minutes=spent, step_matched=bool(steps_at))
@@ -250,10 +251,11 @@ def plot_curve(root: Path) -> Path:
     ax.plot(minutes, mean("swap.action"), marker="s", linestyle="--", label="swap: B's action")
     steps = [statistics.fmean(r["step"] for r in reports[m]) for m in minutes]
     first = reports[minutes[0]][0]
+    size = first.get("image_size", "?")  # evaluations before the resolution was recorded lack it
     ax.set_xticks(minutes, [f"{m:g}" for m in minutes])
     ax.set(xlabel="training minutes (steps: " + " / ".join(f"{s:,.0f}" for s in steps) + ")",
            ylabel="judge accuracy (%)", ylim=(0, 101),
-           title=f"{first['model']} on {first['data']}: {len(reports[minutes[0]])} training seed(s)")
+           title=f"{first['model']} on {first['data']} at {size}x{size}: {len(reports[minutes[0]])} training seed(s)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     return save_figure(fig, root / "curve.png")
