@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -103,6 +104,70 @@ def test_the_comparison_trains_the_authors_settings_beside_the_preset_and_spread
         config = tomllib.loads((folder / "config.toml").read_text())
         assert config["train"]["seed"] == seed and config["train"]["f_kl_weight"] == 1.0
         assert config["model"]["z_prior"] == "conditional-gaussian" and config["train"]["elbo"] == "trace"
+
+
+def test_calibrated_step_budgets_give_each_run_its_steps_and_finished_runs_are_read_from_their_records(tmp_path):
+    budgets, records, out = tmp_path / "budgets.json", tmp_path / "records", tmp_path / "runs"
+    common = ["--data", "sprites", "--models", "dvae", "--settings", "authors", "preset", "--preset", "tiny",
+              "--budgets", budgets, "--out", out]
+    _script("compare.py", *common, "--calibrate", "--calibration-minutes", "0.05", "--budget-minutes", "0.1")
+    measured = json.loads(budgets.read_text())
+    assert set(measured) == {"sprites-16/dvae-authors", "sprites-16/dvae-preset"}
+    for budget in measured.values():
+        # steps reached in the calibration, plus its rate times the minutes left
+        assert budget["steps"] > budget["calibration_steps"] > 0 and budget["steps_per_s"] > 0
+        assert budget["steps"] - budget["calibration_steps"] == round(budget["steps_per_s"] * 0.05 * 60)
+    # Smaller budgets than calibrated keep the test short; a run takes its setting's budget in steps.
+    for budget in measured.values():
+        budget["steps"] = 4 if budget is measured["sprites-16/dvae-preset"] else 6
+    budgets.write_text(json.dumps(measured))
+    args = [*common, "--record", records, "--train-seeds", "2", "--limit", "9", "--seeds", "1", "--samples", "1",
+            "--predictor-steps", "3"]
+    output = _script("compare.py", *args)
+    for setting, steps in (("preset", 4), ("authors", 6)):
+        for seed in (0, 1):
+            result = json.loads((records / "sprites-16" / f"dvae-{setting}-seed{seed}.json").read_text())
+            assert result["steps"] == result["budget"]["steps"] == steps and result["seed"] == seed
+            assert result["predictor_steps"] == 3 and result["machine"] and result["commit"]
+    assert "| sprites 16x16 | dvae (authors) | 2 | 0.1 min = 6 steps | 6 |" in output
+    # The records are the results: with the run folders gone, nothing is trained and the table is the same.
+    shutil.rmtree(out)
+    assert _script("compare.py", *args) == output and not out.exists()
+    # A budget never calibrated is a one-line error naming the fix.
+    done = subprocess.run([sys.executable, str(RESULTS / "compare.py"), "--data", "moving-mnist-1", "--models", "dsa",
+                           "--preset", "tiny", "--budgets", budgets, "--out", out, "--record", records],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "no step budget for moving-mnist-1-16/dsa-preset" in done.stderr
+    assert "--calibrate" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_an_interrupted_step_budget_run_resumes_to_its_budget(tmp_path):
+    args = ["--data", "sprites", "--models", "dsa", "--preset", "tiny", "--limit", "9", "--seeds", "1",
+            "--samples", "1", "--out", tmp_path]
+    _script("compare.py", *args, "--steps", "3")
+    folder = tmp_path / "sprites" / "dsa"
+    for name in ("trained.json", "compare.json", "evaluation.json"):  # as if killed after step 3
+        (folder / name).unlink()
+    _script("compare.py", *args, "--steps", "6")
+    result = json.loads((folder / "compare.json").read_text())
+    assert result["steps"] == 6
+    logged = [json.loads(line)["step"] for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    assert 3 in logged and 6 in logged and logged == sorted(logged)  # continued, not started again
+
+
+def test_at_64x64_every_setting_folds_the_frames_and_the_dvae_preset_takes_its_measured_setting(tmp_path):
+    _script("compare.py", "--data", "sprites", "--models", "dvae", "dsa", "--settings", "preset", "authors",
+            "--image-size", "64", "--preset", "tiny", "--steps", "2", "--predictor-steps", "2", "--limit", "4",
+            "--seeds", "1", "--samples", "1", "--out", tmp_path)
+    example = tomllib.loads((RESULTS.parents[1] / "examples" / "sprites-64.toml").read_text())
+    for folder in ("dvae", "dvae-authors", "dsa", "dsa-authors"):
+        config = tomllib.loads((tmp_path / "sprites-64" / folder / "config.toml").read_text())
+        assert config["model"]["image_size"] == 64 and config["model"]["space_to_depth"] == 4  # tiny is 16x16
+        if folder == "dvae":
+            assert config["model"]["decoder"] == example["model"]["decoder"]
+            assert config["train"]["weight_average"] == example["train"]["weight_average"]
+        elif folder == "dvae-authors":
+            assert config["model"]["decoder"] == "concat" and not config["train"]["weight_average"]
 
 
 def test_a_step_matched_quality_curve_trains_to_each_mark_and_a_finished_folder_is_read_not_trained(tmp_path):
