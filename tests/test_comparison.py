@@ -90,7 +90,7 @@ def test_the_comparison_runs_every_family_end_to_end_and_prints_both_tables(tmp_
 def test_the_comparison_trains_the_authors_settings_beside_the_preset_and_spreads_over_seeds(tmp_path):
     # Seed 1's training was interrupted before (a checkpoint, no record of its minutes): it starts again,
     # rather than resuming with a whole budget more than the other runs had.
-    interrupted = tmp_path / "sprites" / "dvae-authors-seed1"
+    interrupted = tmp_path / "sprites" / "dvae-seed1"
     interrupted.mkdir(parents=True)
     (interrupted / "checkpoint.pt").write_bytes(b"left by a killed run")
     output = _script("compare.py", "--data", "sprites", "--models", "dvae", "--settings", "authors",
@@ -100,7 +100,9 @@ def test_the_comparison_trains_the_authors_settings_beside_the_preset_and_spread
     assert [r[2].strip() for r in rows] == ["dvae (authors)", "dvae (authors)"]  # one row per table
     assert rows[0][3].strip() == "2" and "±" in rows[0][6]  # two training seeds: mean ± spread
     for seed in (0, 1):
-        folder = tmp_path / "sprites" / ("dvae-authors" + (f"-seed{seed}" if seed else ""))
+        # The tiny preset already makes the authors' choices, so the preset's run serves the authors' row.
+        assert not (tmp_path / "sprites" / ("dvae-authors" + (f"-seed{seed}" if seed else ""))).exists()
+        folder = tmp_path / "sprites" / ("dvae" + (f"-seed{seed}" if seed else ""))
         config = tomllib.loads((folder / "config.toml").read_text())
         assert config["train"]["seed"] == seed and config["train"]["f_kl_weight"] == 1.0
         assert config["model"]["z_prior"] == "conditional-gaussian" and config["train"]["elbo"] == "trace"
@@ -108,11 +110,10 @@ def test_the_comparison_trains_the_authors_settings_beside_the_preset_and_spread
 
 def test_calibrated_step_budgets_give_each_run_its_steps_and_finished_runs_are_read_from_their_records(tmp_path):
     budgets, records, out = tmp_path / "budgets.json", tmp_path / "records", tmp_path / "runs"
-    common = ["--data", "sprites", "--models", "dvae", "--settings", "authors", "preset", "--preset", "tiny",
-              "--budgets", budgets, "--out", out]
+    common = ["--data", "sprites", "--models", "dvae", "dsa", "--preset", "tiny", "--budgets", budgets, "--out", out]
     _script("compare.py", *common, "--calibrate", "--calibration-minutes", "0.05", "--budget-minutes", "0.1")
     measured = json.loads(budgets.read_text())
-    assert set(measured) == {"sprites-16/dvae-authors", "sprites-16/dvae-preset"}
+    assert set(measured) == {"sprites-16/dvae-preset", "sprites-16/dsa-preset"}
     for budget in measured.values():
         # steps reached in the calibration, plus its rate times the minutes left
         assert budget["steps"] > budget["calibration_steps"] > 0 and budget["steps_per_s"] > 0
@@ -120,16 +121,17 @@ def test_calibrated_step_budgets_give_each_run_its_steps_and_finished_runs_are_r
     # Smaller budgets than calibrated keep the test short; a run takes its setting's budget in steps.
     for budget in measured.values():
         budget["steps"] = 4 if budget is measured["sprites-16/dvae-preset"] else 6
+    assert measured["sprites-16/dvae-preset"]["cost"] != measured["sprites-16/dsa-preset"]["cost"]
     budgets.write_text(json.dumps(measured))
     args = [*common, "--record", records, "--train-seeds", "2", "--limit", "9", "--seeds", "1", "--samples", "1",
             "--predictor-steps", "3"]
     output = _script("compare.py", *args)
-    for setting, steps in (("preset", 4), ("authors", 6)):
+    for family, steps in (("dvae", 4), ("dsa", 6)):
         for seed in (0, 1):
-            result = json.loads((records / "sprites-16" / f"dvae-{setting}-seed{seed}.json").read_text())
+            result = json.loads((records / "sprites-16" / f"{family}-preset-seed{seed}.json").read_text())
             assert result["steps"] == result["budget"]["steps"] == steps and result["seed"] == seed
-            assert result["predictor_steps"] == 3 and result["machine"] and result["commit"]
-    assert "| sprites 16x16 | dvae (authors) | 2 | 0.1 min = 6 steps | 6 |" in output
+            assert result["predictor_steps"] == (3 if family == "dvae" else 0) and result["machine"]
+    assert "| sprites 16x16 | dsa | 2 | 0.1 min = 6 steps | 6 |" in output
     # The records are the results: with the run folders gone, nothing is trained and the table is the same.
     shutil.rmtree(out)
     assert _script("compare.py", *args) == output and not out.exists()
@@ -139,6 +141,31 @@ def test_calibrated_step_budgets_give_each_run_its_steps_and_finished_runs_are_r
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and "no step budget for moving-mnist-1-16/dsa-preset" in done.stderr
     assert "--calibrate" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_settings_that_cost_the_same_per_step_share_one_budget_and_an_unchanged_preset_is_one_run():
+    sys.path[:0] = [str(RESULTS.parent), str(RESULTS)]
+    try:
+        import compare
+    finally:
+        del sys.path[:2]
+    cost = {(data, family, setting): compare.cost_signature(compare.setting_config(setting, data, family, "cpu"))
+            for data in ("sprites", "moving-mnist-1") for family in ("dvae", "dsa", "drnet")
+            for setting in ("authors", "preset")}
+    for data in ("sprites", "moving-mnist-1"):
+        # DSA's and DrNet's authors' settings change learning rates and KL weights only; the DVAE's its networks.
+        assert cost[data, "dsa", "authors"] == cost[data, "dsa", "preset"]
+        assert cost[data, "drnet", "authors"] == cost[data, "drnet", "preset"]
+        assert cost[data, "dvae", "authors"] != cost[data, "dvae", "preset"]
+    budgets = {"sprites-32/dsa-authors": {"steps": 900, "minutes": 14.5, "cost": "a", "date": "d", "commit": "c"},
+               "sprites-32/dsa-preset": {"steps": 1000, "minutes": 14.5, "cost": "a", "date": "d", "commit": "c"},
+               "sprites-64/dsa-preset": {"steps": 500, "minutes": 14.5, "cost": "a", "date": "d", "commit": "c"},
+               "sprites-32/dvae-preset": {"steps": 2000, "minutes": 14.5, "cost": "b", "date": "d", "commit": "c"}}
+    assert compare.pooled_budget(budgets, "sprites-32/dsa-authors")["steps"] == 950  # not the 64x64 one
+    assert compare.pooled_budget(budgets, "sprites-32/dvae-preset")["steps"] == 2000
+    # One-digit Moving MNIST's DrNet preset kept all its authors' choices: the two rows are one run.
+    assert compare.setting_config("authors", "moving-mnist-1", "drnet", "cpu") == \
+        compare.setting_config("preset", "moving-mnist-1", "drnet", "cpu")
 
 
 def test_an_interrupted_step_budget_run_resumes_to_its_budget(tmp_path):
@@ -160,7 +187,7 @@ def test_at_64x64_every_setting_folds_the_frames_and_the_dvae_preset_takes_its_m
             "--image-size", "64", "--preset", "tiny", "--steps", "2", "--predictor-steps", "2", "--limit", "4",
             "--seeds", "1", "--samples", "1", "--out", tmp_path)
     example = tomllib.loads((RESULTS.parents[1] / "examples" / "sprites-64.toml").read_text())
-    for folder in ("dvae", "dvae-authors", "dsa", "dsa-authors"):
+    for folder in ("dvae", "dvae-authors", "dsa"):  # the tiny DSA preset makes its authors' choices: one run
         config = tomllib.loads((tmp_path / "sprites-64" / folder / "config.toml").read_text())
         assert config["model"]["image_size"] == 64 and config["model"]["space_to_depth"] == 4  # tiny is 16x16
         if folder == "dvae":

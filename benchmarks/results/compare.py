@@ -17,9 +17,12 @@ machine. This VM's speed varies about 2x between days, so minutes spent over sev
 not be equal: each run gets a *step budget* instead. ``--calibrate`` trains every selected setting
 for ``--calibration-minutes`` back to back (run it with nothing else on the machine) and writes to
 ``--budgets`` the steps it reached (data set-up included, as in a timed run) plus its steady rate
-times the minutes left. Runs then take their budget in steps on any day, two at a time even (one
-torch thread each), and still get equal compute. ``--minutes M`` gives every run M wall-clock
-minutes instead, ``--steps N`` N steps (smoke checks).
+times the minutes left. Settings that cost the same per step (DSA's and DrNet's two settings differ
+in learning rates and KL weights only) share the mean of their calibrations, so the VM's own spread
+(5-9% between such twins) does not split them; a setting identical to another (DrNet's one-digit
+preset kept all its authors' choices) is that one's run. Runs then take their budget in steps on
+any day, two at a time even (one torch thread each), and still get equal compute. ``--minutes M``
+gives every run M wall-clock minutes instead, ``--steps N`` N steps (smoke checks).
 
 **Records.** Each finished run's result is written to ``--record`` (committed:
 benchmarks/results/compare/DATA-SIZE/FAMILY-SETTING-seedN.json), so that a table is made over
@@ -55,7 +58,7 @@ from pyro_dvae.config import TrainConfig, preset, read_config_file
 from pyro_dvae.errors import UserInputError
 from pyro_dvae.evaluation import evaluate_run
 from pyro_dvae.prediction import predict_report
-from pyro_dvae.prediction.predictor import PREDICTOR_FILE, train_predictor
+from pyro_dvae.prediction.predictor import PREDICTOR_FILE, resume_predictor, train_predictor
 from pyro_dvae.runs import CHECKPOINT_FILE, METRICS_FILE, read_metrics
 
 REPO = Path(__file__).resolve().parents[2]
@@ -118,6 +121,28 @@ def run_folder(out: Path, data: str, family: str, setting: str, seed: int, image
             / (family + ("-authors" if setting == "authors" else "") + (f"-seed{seed}" if seed else "")))
 
 
+# What sets the cost of a step (the learning rate and the KL weights do not).
+_COSTLY_TRAIN = ("batch_size", "elbo", "weight_average", "log_every", "eval_every", "eval_batches",
+                 "checkpoint_every")
+
+
+def cost_signature(config) -> str:
+    """Settings with the same signature cost the same per step, so they share one budget."""
+    sections = config.to_dict()
+    train = {k: sections["train"][k] for k in _COSTLY_TRAIN}
+    return json.dumps({"model": sections["model"], "data": sections["data"], "train": train}, sort_keys=True)
+
+
+def pooled_budget(budgets: dict, key: str) -> dict:
+    """The budget of ``key``: its steps averaged over the calibrations of every setting of the same
+    data and size that costs the same per step (their spread is the VM's, not theirs)."""
+    prefix, entry = key.split("/")[0] + "/", budgets[key]
+    same = [b for k, b in budgets.items() if k.startswith(prefix) and b.get("cost") == entry.get("cost")]
+    steps = round(_mean(b["steps"] for b in same)) if entry.get("cost") else entry["steps"]
+    return {"steps": steps, "minutes": entry["minutes"], "calibrations": len(same) if entry.get("cost") else 1,
+            "date": entry["date"], "commit": entry["commit"]}
+
+
 def read_budgets(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
@@ -142,6 +167,7 @@ def calibrate(data: str, family: str, setting: str, args: argparse.Namespace) ->
     rate = sum(n for n, _ in steps) / sum(n / r for n, r in steps)
     extra = max(0.0, minutes - args.calibration_minutes) * 60 * rate
     return key, {"minutes": minutes, "steps": run.step + round(extra), "steps_per_s": round(rate, 3),
+                 "cost": cost_signature(config),
                  "calibration_minutes": args.calibration_minutes, "calibration_steps": run.step,
                  "machine": machine(), "commit": _commit(), "date": datetime.date.today().isoformat()}
 
@@ -180,7 +206,13 @@ def run_one(data: str, family: str, setting: str, seed: int, args: argparse.Name
     record = Path(args.record) / f"{key}-seed{seed}.json" if args.record else None
     if record is not None and record.exists():
         return json.loads(record.read_text())
+    if setting == "authors" and config == setting_config("preset", data, family, args.preset, args.image_size):
+        # The preset kept every choice of its authors (no screened change won): one run serves both rows.
+        return _record({**run_one(data, family, "preset", seed, args, budgets), "setting": "authors",
+                        "same_as": "preset"}, record)
     folder = run_folder(args.out, data, family, setting, seed, args.image_size)
+    if (folder / "compare.json").exists():  # finished by an earlier call (killed before recording it, say)
+        return _record(json.loads((folder / "compare.json").read_text()), record)
     if args.minutes:
         budget = {"minutes": args.minutes}
         config = config.override("train", seed=seed, steps=10**7, max_minutes=args.minutes, device="cpu")
@@ -188,7 +220,7 @@ def run_one(data: str, family: str, setting: str, seed: int, args: argparse.Name
         if args.steps:
             budget = {"steps": args.steps}
         elif key in budgets:
-            budget = {k: budgets[key][k] for k in ("steps", "minutes", "steps_per_s", "date", "commit")}
+            budget = pooled_budget(budgets, key)
         else:
             raise SystemExit(f"no step budget for {key} in {args.budgets}; measure it first on a quiet machine "
                              f"(python benchmarks/results/compare.py --calibrate with the same --data, --models, "
@@ -202,7 +234,10 @@ def run_one(data: str, family: str, setting: str, seed: int, args: argparse.Name
         evaluation.write_text(json.dumps(report, indent=2) + "\n")
     predictor_steps = 0
     if not run.model.can("predict_dynamics"):
-        if not (folder / PREDICTOR_FILE).exists():
+        if (folder / PREDICTOR_FILE).exists():
+            if not args.predictor_minutes and read_predictor_step(folder) < args.predictor_steps:
+                resume_predictor(run, steps=args.predictor_steps, progress=True)  # an interrupted one
+        else:
             train_predictor(run, TrainConfig(steps=args.predictor_steps if not args.predictor_minutes else 10**7,
                                              batch_size=32, lr=1e-3, log_every=50, eval_every=500,
                                              checkpoint_every=500, eval_batches=2,
@@ -217,6 +252,10 @@ def run_one(data: str, family: str, setting: str, seed: int, args: argparse.Name
               "prediction": prediction, "machine": machine(), "commit": _commit(),
               "date": datetime.date.today().isoformat()}
     (folder / "compare.json").write_text(json.dumps(result, indent=2) + "\n")
+    return _record(result, record)
+
+
+def _record(result: dict, record: Path | None) -> dict:
     if record is not None:
         record.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(record, json.dumps(result, indent=2) + "\n")
