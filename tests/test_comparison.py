@@ -173,6 +173,15 @@ def test_an_interrupted_step_budget_run_resumes_to_its_budget(tmp_path):
             "--samples", "1", "--out", tmp_path]
     _script("compare.py", *args, "--steps", "3")
     folder = tmp_path / "sprites" / "dsa"
+    # A finished run of the same setting made by another script (evaluated, no record of ours) is used as it is.
+    copied = tmp_path / "copied" / "sprites" / "dsa"
+    shutil.copytree(folder, copied)
+    for name in ("trained.json", "compare.json"):
+        (copied / name).unlink()
+    before = (copied / "checkpoint.pt").stat().st_mtime_ns
+    _script("compare.py", *args[:-1], tmp_path / "copied", "--steps", "3")
+    assert (copied / "checkpoint.pt").stat().st_mtime_ns == before
+    assert json.loads((copied / "compare.json").read_text())["steps"] == 3
     for name in ("trained.json", "compare.json", "evaluation.json"):  # as if killed after step 3
         (folder / name).unlink()
     _script("compare.py", *args, "--steps", "6")

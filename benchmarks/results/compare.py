@@ -45,6 +45,7 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from itertools import pairwise
 from pathlib import Path
 
@@ -180,11 +181,26 @@ def partial_step(folder: Path) -> float:
         return float("inf")
 
 
+def _finished_elsewhere(folder: Path, config) -> bool:
+    """A finished run of this preset, seed and budget made by another script (its evaluation written),
+    e.g. quality.py's, copied in as the run folder."""
+    if not (folder / "evaluation.json").exists():
+        return False
+    found = load_run(folder).config
+    # The trainer takes the channels from the data (1 for Moving MNIST); the preset's default is 3.
+    same_model = replace(found.model, channels=config.model.channels) == config.model
+    return (same_model and found.data == config.data and found.train.seed == config.train.seed
+            and found.train.max_minutes == config.train.max_minutes
+            and (config.train.max_minutes or found.train.steps == config.train.steps))  # a step budget: its steps
+
+
 def _train(config, folder: Path, budget_steps: int | None) -> tuple:
     """Train (or, for a step budget, resume) the run in ``folder``; returns it and its wall minutes."""
     trained = folder / "trained.json"
     if trained.exists():  # trained by an earlier call: keep it
         return load_run(folder), json.loads(trained.read_text())["train_minutes"]
+    if _finished_elsewhere(folder, config):
+        return load_run(folder), None
     start = time.perf_counter()
     if budget_steps and partial_step(folder) < budget_steps:
         run = resume(folder, steps=budget_steps, device="cpu", max_minutes=0)  # the same steps, exactly
