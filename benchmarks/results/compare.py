@@ -363,6 +363,20 @@ def prediction_table(results: list[dict]) -> list[str]:
     return lines
 
 
+def recorded(settings: list[tuple], seeds: range, args: argparse.Namespace) -> tuple[list[dict], list[str]]:
+    """The recorded results of the selected runs, and the names of those not recorded yet."""
+    results, missing = [], []
+    for data, family, setting in settings:
+        size = setting_config(setting, data, family, args.preset, args.image_size).model.image_size
+        for seed in seeds:
+            record = Path(args.record) / f"{budget_key(data, size, family, setting)}-seed{seed}.json"
+            if record.exists():
+                results.append(json.loads(record.read_text()))
+            else:
+                missing.append(f"{budget_key(data, size, family, setting)}-seed{seed}")
+    return results, missing
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", nargs="+", default=["sprites", "moving-mnist-1"])
@@ -389,6 +403,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=5, help="predictions per sequence (stochastic families)")
     parser.add_argument("--limit", type=int, help="evaluate and predict only the first N test sequences")
     parser.add_argument("--out", type=Path, default=Path("runs/compare"), help="the run folders")
+    parser.add_argument("--table", action="store_true", help="print the recorded results only; train nothing")
     parser.add_argument("--record", help="where each finished run's result is kept and read back ('': nowhere; "
                         "default: benchmarks/results/compare under calibrated budgets, else nowhere)")
     args = parser.parse_args()
@@ -406,10 +421,15 @@ def main() -> None:
         return
     budgets = read_budgets(args.budgets)
     seeds = range(args.train_seed, args.train_seed + args.train_seeds)
-    results = [run_one(data, family, setting, seed, args, budgets) for data, family, setting in settings
-               for seed in seeds]
+    if args.table:
+        results, missing = recorded(settings, seeds, args)
+        print(f"recorded: {len(results)} runs; not yet: {', '.join(missing) or 'none'}")
+    else:
+        results = [run_one(data, family, setting, seed, args, budgets) for data, family, setting in settings
+                   for seed in seeds]
     predictor = f"{args.predictor_minutes:g} min" if args.predictor_minutes else f"{args.predictor_steps} steps"
-    print(f"\nmachine: {machine()}")
+    machines = sorted({r.get("machine", "not recorded") for r in results})
+    print(f"\nmachine{'s' if len(machines) > 1 else ''} of the runs: {'; '.join(machines)}")
     print(f"budget: the training budget in the table; latent predictors {predictor} more (dvae, drnet); "
           f"training seeds {list(seeds)}; {args.seeds} evaluation seed(s); runs in {args.out}"
           + (f", results in {args.record}" if args.record else "") + "\n")
