@@ -228,7 +228,10 @@ def run_one(data: str, family: str, setting: str, seed: int, args: argparse.Name
                         "same_as": "preset"}, record)
     folder = run_folder(args.out, data, family, setting, seed, args.image_size)
     if (folder / "compare.json").exists():  # finished by an earlier call (killed before recording it, say)
-        return _record(json.loads((folder / "compare.json").read_text()), record)
+        found = json.loads((folder / "compare.json").read_text())
+        if "budget" not in found:  # written before step budgets: always the preset's first seed, in minutes
+            found = {"setting": "preset", "seed": 0, "budget": {"minutes": found["budget_minutes"]}, **found}
+        return _record(found, record)
     if args.minutes:
         budget = {"minutes": args.minutes}
         config = config.override("train", seed=seed, steps=10**7, max_minutes=args.minutes, device="cpu")
@@ -309,7 +312,7 @@ def _data(group: list[dict]) -> str:
 
 def _budget(group: list[dict]) -> str:
     """The budget: wall-clock minutes, or the steps its minutes were calibrated to."""
-    budget = group[0].get("budget") or {"minutes": group[0]["budget_minutes"]}  # records made before steps
+    budget = group[0]["budget"]
     if "steps" not in budget:
         return f"{budget['minutes']:g} min"
     return f"{budget['minutes']:g} min = {budget['steps']} steps" if "minutes" in budget else f"{budget['steps']} steps"
